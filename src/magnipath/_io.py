@@ -1,0 +1,40 @@
+"""Atomic writes: write to a temporary sibling, then rename into place."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; rename it to ``final`` on success.
+
+    On an exception the temporary file or folder is removed and ``final`` is
+    left as it was, so an interrupted run never leaves a half-written result
+    that looks complete. An existing ``final`` is replaced only on success.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    target = tmp if is_dir else tmp / final.name
+    try:
+        yield target
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        elif final.exists():
+            final.unlink()
+        os.replace(target, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.exists() else None
+
+
+def atomic_write_text(final: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``final`` atomically; return the path."""
+    with atomic_path(final) as tmp:
+        tmp.write_text(text)
+    return Path(final)
