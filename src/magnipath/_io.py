@@ -30,7 +30,7 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
             final.unlink()
         os.replace(target, final)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.exists() else None
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(final: str | os.PathLike, text: str) -> Path:

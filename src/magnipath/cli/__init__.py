@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from magnipath import __version__
-from magnipath.cli._common import emit_summary, make_progress_bar, print_error
+from magnipath.cli._common import emit_summary, make_progress_bar, print_error, user_errors
 
 def _subcommand_modules() -> list:
     """Every public module of :mod:`magnipath.cli` is a subcommand, listed by ``ORDER``."""
@@ -52,12 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from magnipath._errors import MagnipathError
-
-    progress, close = make_progress_bar(disable=args.quiet)
+    progress, close = make_progress_bar(disable=args.quiet or args.json)
     try:
         summary = args._module.run(args, progress)
-    except MagnipathError as e:
+    except user_errors() as e:
         close()
         print_error(args.command, e)
         return 1

@@ -67,3 +67,17 @@ def make_progress_bar(disable: bool = False) -> tuple[ProgressCallback, Callable
         bars.clear()
 
     return progress, close
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is for the user: printed as one paragraph, exit 1."""
+    from magnipath._errors import MagnipathError
+
+    errors: list[type[BaseException]] = [MagnipathError]
+    try:
+        from qupath_bridge.errors import QuPathBridgeError
+    except ImportError:  # pragma: no cover - the bridge always ships with magnipath
+        pass
+    else:
+        errors.append(QuPathBridgeError)
+    return tuple(errors)
