@@ -41,5 +41,5 @@ def test_bad_index_and_unreadable_file(tmp_path):
         ClassMap.parse("Stroma=one")
     bad = tmp_path / "c.json"
     bad.write_text("{not json")
-    with pytest.raises(AnnotationError, match="c.json"):
+    with pytest.raises(AnnotationError, match=r"c\.json"):
         ClassMap.parse(str(bad))

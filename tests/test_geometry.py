@@ -11,7 +11,7 @@ def test_dmmn_inputs_are_concentric_with_paper_fields():
     tb = g.target_box(1000, 2000, slide_mpp=0.25)
     assert tb == (1000, 2000, 512, 512)
     boxes = g.input_boxes(tb, slide_mpp=0.25)
-    assert [b[2] for b in boxes] == [512, 1024, 2048]  # 256@20x, 512@20x seen at 10x, 1024@20x at 5x
+    assert [b[2] for b in boxes] == [512, 1024, 2048]  # 256@20x, 512@10x, 1024@5x
     for x, y, w, h in boxes:
         assert (x + w / 2, y + h / 2) == (1256, 2256)
 

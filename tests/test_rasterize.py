@@ -103,7 +103,8 @@ def test_pixel_edge_polygons_round_trip(d):
     """A polygon on pixel edges of the output grid rasterises to exactly those pixels."""
     rng = np.random.default_rng(0)
     mask = rng.random((12, 12)) > 0.5
-    geoms = [box(c * d, r * d, (c + 1) * d, (r + 1) * d) for r, c in zip(*np.nonzero(mask))]
+    rows, cols = np.nonzero(mask)
+    geoms = [box(c * d, r * d, (c + 1) * d, (r + 1) * d) for r, c in zip(rows, cols, strict=True)]
     union = shapely.union_all(geoms)
     got = polygon_mask(union, (0, 0, 12 * d, 12 * d), d, (12, 12))
     np.testing.assert_array_equal(got, mask)
