@@ -7,8 +7,9 @@
 
 from magnipath.infer._api import infer_slide
 from magnipath.infer._engine import InferConfig, InferResult
+from magnipath.infer._objects import prediction_objects
 from magnipath.infer._store import open_prediction
 from magnipath.infer._windows import WindowPlan, blend_weights, plan_windows
 
 __all__ = ["InferConfig", "InferResult", "WindowPlan", "blend_weights", "infer_slide",
-           "open_prediction", "plan_windows"]
+           "open_prediction", "plan_windows", "prediction_objects"]

@@ -121,7 +121,8 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
             finally:
                 reader.close()
             store.finish(geometry.target_mpp, {"n_windows": len(plan.windows),
-                                               "n_skipped": int((~keep).sum())})
+                                               "n_skipped": int((~keep).sum()),
+                                               "seconds": time.perf_counter() - t_start})
         seconds = time.perf_counter() - t_start
         return InferResult(
             store=store_path, slide=Path(s.path), out_shape=out_shape,
