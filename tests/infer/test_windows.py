@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+from magnipath.infer import blend_weights, plan_windows
+
+
+def test_non_overlapping_windows_tile_the_map_and_feed_one_chunk_each():
+    plan = plan_windows((1000, 700), size=256, stride=256)
+    assert plan.chunk % 256 == 0
+    # starts from the top-left, last window padded beyond the map
+    assert sorted(set(plan.windows[:, 0])) == [0, 256, 512, 768]
+    assert sorted(set(plan.windows[:, 1])) == [0, 256, 512]
+    seen = np.zeros(len(plan.windows), int)
+    ny, nx = plan.chunk_grid
+    for cy in range(ny):
+        for cx in range(nx):
+            seen[plan.windows_of_chunk(cy, cx)] += 1
+    assert (seen == 1).all()
+
+
+def test_overlapping_windows_cover_every_pixel():
+    plan = plan_windows((300, 300), size=128, stride=64, chunk=100)
+    cover = np.zeros((300, 300), int)
+    for r, c in plan.windows:
+        cover[r:r + 128, c:c + 128] += 1
+    assert (cover >= 1).all()
+    assert plan.chunk_extent(2, 2) == (200, 300, 200, 300)
+
+
+def test_blend_weights():
+    assert (blend_weights(64, 64) == 1).all()
+    w = blend_weights(64, 32)
+    assert w.shape == (64, 64) and w.min() > 0
+    assert w[32, 32] > w[0, 0] and np.allclose(w, w.T)
+
+
+def test_bad_stride():
+    with pytest.raises(ValueError):
+        plan_windows((10, 10), size=8, stride=9)
