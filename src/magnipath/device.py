@@ -1,0 +1,121 @@
+"""Choosing the compute device and the mixed-precision type.
+
+``device="auto"`` picks CUDA when a CUDA GPU is usable, then Apple's MPS, then
+the CPU. Mixed precision (AMP) is used on CUDA only: bfloat16 where the GPU
+supports it (Ampere and newer; no gradient scaler needed), float16 with a
+gradient scaler otherwise. On MPS and CPU training runs in float32.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from magnipath._errors import MagnipathError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+"""Values accepted by :func:`resolve_device` (``"cuda:1"`` etc. also work)."""
+
+
+class DeviceError(MagnipathError):
+    """The requested compute device does not exist on this machine."""
+
+
+def _mps_available() -> bool:
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """Turn a device name into a :class:`torch.device` that exists here.
+
+    Parameters
+    ----------
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:N"`` or ``"mps"``.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    DeviceError
+        If the device is unknown or not available on this machine.
+    """
+    import torch
+
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r}: no CUDA GPU is usable on this machine; "
+                              "use --device cpu or --device auto")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r}: only {torch.cuda.device_count()} CUDA "
+                              "GPU(s) here; pick cuda:0 .. cuda:N-1")
+        return dev
+    if name == "mps":
+        if not _mps_available():
+            raise DeviceError(f"device {device!r}: Apple MPS is not available here; "
+                              "use --device cpu or --device auto")
+        return torch.device("mps")
+    raise DeviceError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+
+
+def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
+    """The autocast dtype for mixed precision on ``device``, or None for float32.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where the model runs.
+    enabled : bool
+        Whether the user asked for mixed precision.
+
+    Returns
+    -------
+    torch.dtype or None
+        ``torch.bfloat16`` on CUDA GPUs that support it, ``torch.float16`` on
+        older CUDA GPUs (then train with a gradient scaler, see
+        :func:`needs_grad_scaler`), ``None`` on CPU/MPS or when disabled.
+    """
+    import torch
+
+    if not enabled or device.type != "cuda":
+        return None
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def needs_grad_scaler(dtype: torch.dtype | None) -> bool:
+    """Whether training under ``dtype`` autocast needs a gradient scaler (float16 only)."""
+    import torch
+
+    return dtype == torch.float16
+
+
+def describe_device(device: torch.device) -> str:
+    """A short human-readable name, e.g. ``"cuda:0 (NVIDIA H100)"`` or ``"cpu (2 threads)"``."""
+    import torch
+
+    if device.type == "cuda":
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{idx} ({torch.cuda.get_device_name(idx)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)
