@@ -1,0 +1,1 @@
+"""Tests of magnipath._napari (the napari plugin), run under Xvfb."""
