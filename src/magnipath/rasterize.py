@@ -39,23 +39,13 @@ def _rings(geom: BaseGeometry) -> list[np.ndarray]:
     return []  # points and lines cover no pixel centre
 
 
-def polygon_mask(geom: BaseGeometry, box: Box, downsample: float,
-                 out_shape: tuple[int, int]) -> np.ndarray:
-    """Boolean ``(y, x)`` mask of the pixel centres inside ``geom``.
+def _spans(geom: BaseGeometry, box: Box, downsample: float, h: int, w: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Row and [start, end) column of every run of pixel centres inside ``geom``.
 
-    Parameters
-    ----------
-    geom : shapely geometry
-        Polygon or MultiPolygon in level-0 pixel coordinates; holes are holes.
-    box : Box
-        ``(x, y, w, h)`` in level-0 pixels; only ``x`` and ``y`` (the origin) are used.
-    downsample : float
-        Level-0 pixels per output pixel.
-    out_shape : (int, int)
-        Output ``(height, width)`` in output pixels.
+    Indices are in the full ``(h, w)`` output frame; ``None`` when no ring crosses a
+    pixel-centre row.
     """
-    h, w = out_shape
-    mask_diff = np.zeros((h, w + 1), dtype=np.int32)
     x0, y0 = box[0], box[1]
     rows_all, xs_all = [], []
     for ring in _rings(geom):
@@ -81,17 +71,45 @@ def polygon_mask(geom: BaseGeometry, box: Box, downsample: float,
         rows_all.append(rows)
         xs_all.append(xs)
     if not rows_all:
-        return np.zeros((h, w), dtype=bool)
+        return None
     rows = np.concatenate(rows_all)
     xs = np.concatenate(xs_all)
     order = np.lexsort((xs, rows))
     rows, xs = rows[order], xs[order]
     starts = np.clip(np.ceil(xs[0::2] - 0.5), 0, w).astype(np.int64)
     ends = np.clip(np.ceil(xs[1::2] - 0.5), 0, w).astype(np.int64)
-    r = rows[0::2]
-    np.add.at(mask_diff, (r, starts), 1)
-    np.add.at(mask_diff, (r, ends), -1)
-    return np.cumsum(mask_diff, axis=1)[:, :w] > 0
+    return rows[0::2], starts, ends
+
+
+def _fill(r: np.ndarray, starts: np.ndarray, ends: np.ndarray, shape: tuple[int, int]
+          ) -> np.ndarray:
+    """Boolean ``shape`` mask of the union of the runs (indices relative to the mask)."""
+    diff = np.zeros((shape[0], shape[1] + 1), dtype=np.int32)
+    np.add.at(diff, (r, starts), 1)
+    np.add.at(diff, (r, ends), -1)
+    return np.cumsum(diff, axis=1)[:, :shape[1]] > 0
+
+
+def polygon_mask(geom: BaseGeometry, box: Box, downsample: float,
+                 out_shape: tuple[int, int]) -> np.ndarray:
+    """Boolean ``(y, x)`` mask of the pixel centres inside ``geom``.
+
+    Parameters
+    ----------
+    geom : shapely geometry
+        Polygon or MultiPolygon in level-0 pixel coordinates; holes are holes.
+    box : Box
+        ``(x, y, w, h)`` in level-0 pixels; only ``x`` and ``y`` (the origin) are used.
+    downsample : float
+        Level-0 pixels per output pixel.
+    out_shape : (int, int)
+        Output ``(height, width)`` in output pixels.
+    """
+    h, w = out_shape
+    spans = _spans(geom, box, downsample, h, w)
+    if spans is None:
+        return np.zeros((h, w), dtype=bool)
+    return _fill(*spans, (h, w))
 
 
 def rasterize(shapes: Iterable[tuple[BaseGeometry, int]], box: Box, downsample: float,
@@ -129,5 +147,17 @@ def rasterize(shapes: Iterable[tuple[BaseGeometry, int]], box: Box, downsample: 
         gx0, gy0, gx1, gy1 = geom.bounds
         if gx1 <= bx[0] or gy1 <= bx[1] or gx0 >= bx[2] or gy0 >= bx[3]:
             continue
-        out[polygon_mask(geom, box, downsample, out_shape)] = value
+        # fill only the window the geometry covers: the same spans as polygon_mask, so
+        # the same pixels, without a full-size temporary per shape
+        spans = _spans(geom, box, downsample, out_shape[0], out_shape[1])
+        if spans is None:
+            continue
+        r, starts, ends = spans
+        keep = ends > starts
+        if not keep.any():
+            continue
+        r, starts, ends = r[keep], starts[keep], ends[keep]
+        r0, r1, c0, c1 = int(r.min()), int(r.max()) + 1, int(starts.min()), int(ends.max())
+        win = _fill(r - r0, starts - c0, ends - c0, (r1 - r0, c1 - c0))
+        out[r0:r1, c0:c1][win] = value
     return out
