@@ -64,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"magnipath {args.command}: interrupted", file=sys.stderr)
         return 130
     close()
-    emit_summary(summary, as_json=args.json)
+    try:
+        emit_summary(summary, as_json=args.json)
+    except BrokenPipeError:  # e.g. `magnipath info slide.tif | head`
+        sys.stderr.close()
+        return 0
     return 0
 
 
