@@ -38,8 +38,10 @@ class DemoConfig:
         Target tile size, pixels at the target magnification.
     arch : str
         Architecture name (``magnipath.models.list_models()``).
-    base : int
-        Width of the first convolution layer of the DSMN/DMMN models.
+    base, depth, norm
+        Width of the first convolution layer, number of poolings and batch
+        norm of the DSMN/DMMN models (the paper: 32, 4, no norm; the demo is
+        smaller and uses batch norm to learn within minutes on a CPU).
     train_seconds : float
         Training time budget, seconds.
     epochs : int
@@ -51,14 +53,16 @@ class DemoConfig:
     size: int = 8192
     mpp: float = 0.25
     n_train: int = 4
-    magnification: float = 10.0
-    tile: int = 128
+    magnification: float = 5.0
+    tile: int = 64
     arch: str = "dmmn-m3"
     base: int = 8
-    train_seconds: float = 300.0
-    epochs: int = 40
-    batch_size: int = 8
-    lr: float = 1e-3
+    depth: int = 3
+    norm: bool = True
+    train_seconds: float = 420.0
+    epochs: int = 60
+    batch_size: int = 16
+    lr: float = 2e-3
     seed: int = 0
 
 
@@ -84,7 +88,7 @@ def run_demo(config: DemoConfig | None = None, *, progress: ProgressCallback | N
                                 for k, v in asdict(cfg).items()}}
 
     def stage(name: str, n: int, total: int) -> float:
-        report(progress, "demo", n, total, stage=name)
+        report(progress, "demo", n, total, step=name)
         return time.perf_counter()
 
     # 1. synthetic slides with ground truth
@@ -120,13 +124,17 @@ def run_demo(config: DemoConfig | None = None, *, progress: ProgressCallback | N
 
     # 3. train a multi-magnification model on the CPU within a time budget
     t = stage("train", 2, 6)
-    tcfg = TrainConfig(arch=cfg.arch, arch_kwargs={"base": cfg.base}, epochs=cfg.epochs,
+    arch_kwargs = ({} if cfg.arch.startswith("unetpp") else
+                   {"base": cfg.base, "depth": cfg.depth, "norm": cfg.norm})
+    tcfg = TrainConfig(arch=cfg.arch, arch_kwargs=arch_kwargs, epochs=cfg.epochs,
                        lr=cfg.lr, batch_size=cfg.batch_size, optimizer="adam", loss="wce+dice",
                        time_budget_s=cfg.train_seconds, seed=cfg.seed, device="auto")
-    trained = train(out / "dataset", out / "model", tcfg, progress=progress, cancel=cancel)
+    trained = train(out / "dataset", out / "model", tcfg, overwrite=True, progress=progress,
+                    cancel=cancel)
     timings["train_s"] = time.perf_counter() - t
     summary["model"] = {"path": str(out / "model"), "arch": cfg.arch,
-                        "best": trained.get("best") if isinstance(trained, dict) else None}
+                        "epochs_done": trained.get("epochs_done"), "best": trained.get("best"),
+                        "samples_per_s": trained.get("samples_per_s")}
 
     # 4. whole-slide inference on the held-out slide
     t = stage("infer", 3, 6)
@@ -159,7 +167,7 @@ def run_demo(config: DemoConfig | None = None, *, progress: ProgressCallback | N
     summary["objects"] = {"geojson": str(geojson), "counts": counts}
     summary["qupath"] = _qupath_project(out, test, objects)
     timings["objects_s"] = time.perf_counter() - t
-    report(progress, "demo", 6, 6, stage="done")
+    report(progress, "demo", 6, 6, step="done")
     summary["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     summary["timings_s"]["total_s"] = round(sum(timings.values()), 1)
     return summary
