@@ -28,5 +28,5 @@ class ModelError(MagnipathError):
     """A model or checkpoint is missing, corrupt or does not match its input."""
 
 
-class Cancelled(MagnipathError):  # noqa: N818 - reads better at the call site
+class Cancelled(MagnipathError):
     """Long work was cancelled by the user; nothing half-written is left."""

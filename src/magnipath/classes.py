@@ -104,11 +104,14 @@ class ClassMap:
     def from_dict(cls, data: Mapping) -> ClassMap:
         """Inverse of :meth:`to_dict`; also accepts a plain ``{name: index}`` mapping."""
         if "classes" in data:
-            specs = tuple(ClassSpec(str(c["name"]), int(c["index"]),
-                                    tuple(int(v) for v in c.get("color") or _default_color(int(c["index"]))))  # type: ignore[arg-type]
-                          for c in data["classes"])
-            return cls(specs, int(data.get("ignore_index", IGNORE_INDEX)))
-        return cls(tuple(ClassSpec(str(k), int(v), _default_color(int(v))) for k, v in data.items()))
+            specs = []
+            for c in data["classes"]:
+                color = c.get("color") or _default_color(int(c["index"]))
+                specs.append(ClassSpec(str(c["name"]), int(c["index"]),
+                                       tuple(int(v) for v in color)))  # type: ignore[arg-type]
+            return cls(tuple(specs), int(data.get("ignore_index", IGNORE_INDEX)))
+        return cls(tuple(ClassSpec(str(k), int(v), _default_color(int(v)))
+                         for k, v in data.items()))
 
     def to_dict(self) -> dict:
         """JSON-ready form: ``{"classes": [...], "ignore_index": int}``."""

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from magnipath import __version__
 from magnipath.cli._common import emit_summary, make_progress_bar, print_error, user_errors
 
+
 def _subcommand_modules() -> list:
     """Every public module of :mod:`magnipath.cli` is a subcommand, listed by ``ORDER``."""
     import pkgutil
