@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import pytest
 
+import magnipath._napari  # noqa: F401 - hides triton from torch in this process (see its docstring)
+
 SMALL = dict(width=4096, height=4096, mpp=0.25, seed=1)
 
 
