@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import shapely
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 
@@ -90,6 +90,7 @@ def star_polygons(draw):
 @given(geom=star_polygons(), d=st.sampled_from([1.0, 2.0, 0.5, 3.7]),
        ox=st.floats(-10, 10), oy=st.floats(-10, 10))
 def test_matches_point_in_polygon_reference(geom, d, ox, oy):
+    assume(not geom.is_empty)  # make_valid can collapse a degenerate star to nothing
     shape = (int(60 / d), int(60 / d))
     got = polygon_mask(geom, (ox, oy, 60, 60), d, shape)
     ref = brute_force(geom, (ox, oy), d, shape)
