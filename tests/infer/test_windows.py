@@ -37,3 +37,26 @@ def test_blend_weights():
 def test_bad_stride():
     with pytest.raises(ValueError):
         plan_windows((10, 10), size=8, stride=9)
+
+
+@pytest.mark.parametrize(("shape", "size", "stride", "chunk"), [
+    ((1000, 700), 256, 256, None), ((300, 517), 64, 24, 100), ((65, 40), 64, 64, 16),
+    ((129, 129), 32, 1, 50),
+])
+def test_windows_of_chunk_equals_a_brute_force_overlap_test(shape, size, stride, chunk):
+    plan = plan_windows(shape, size, stride, chunk)
+    ny, nx = plan.chunk_grid
+    wr, wc = plan.windows[:, 0], plan.windows[:, 1]
+    for cy in range(ny):
+        for cx in range(nx):
+            r0, r1, c0, c1 = plan.chunk_extent(cy, cx)
+            brute = np.flatnonzero((wr < r1) & (wr + size > r0) & (wc < c1) & (wc + size > c0))
+            np.testing.assert_array_equal(plan.windows_of_chunk(cy, cx), brute)
+
+
+def test_chunk_is_a_multiple_of_the_window_without_overlap():
+    assert plan_windows((5000, 5000), 256, 256).chunk == 1024
+    assert plan_windows((5000, 5000), 96, 96, chunk=1000).chunk == 960
+    assert plan_windows((5000, 5000), 128, 64, chunk=1000).chunk == 1000
+    small = plan_windows((10, 10), 64, 64)
+    assert small.windows.tolist() == [[0, 0]]  # one padded window covers a tiny map

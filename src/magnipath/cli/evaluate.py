@@ -31,7 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --qupath-project: image name (default: the prediction's slide)")
     p.add_argument("--tile-size", type=int, default=512,
                    help="side of the per-tile view, in prediction pixels (default 512)")
-    p.add_argument("--out", type=Path, default=None, help="also write the JSON result here")
+    p.add_argument("--out", type=Path, default=None,
+                   help="also write the full JSON result (every metric, confusion matrices) "
+                        "to this file")
 
 
 def run(args: argparse.Namespace, progress) -> dict:
@@ -45,8 +47,8 @@ def run(args: argparse.Namespace, progress) -> dict:
         _, meta = open_prediction(args.prediction)
         name = args.image or Path(meta.get("slide", "")).name
         with Project(args.qupath_project, mode="r") as proj:
-            truth = [o for o in proj.read_objects(name) if o.object_type == "annotation"
-                     and not o.metadata.get("magnipath")]
+            truth = proj.read_objects(name, types=("annotation",), include_points=False,
+                                      include_predictions=False)
     elif not args.truth.exists():
         raise MagnipathError(f"truth file {args.truth} not found")
     result = evaluate_prediction(args.prediction, truth, tile_size=args.tile_size,
@@ -63,6 +65,8 @@ def run(args: argparse.Namespace, progress) -> dict:
             "per_class_iou": {k: v["iou"] for k, v in s["per_class"].items()},
             "tiles": {k: {"n_tiles": v["n_tiles"], "iou": v["iou"], "dice": v["dice"]}
                       for k, v in result["tiles"].items()},
+            "not_predicted_pixels": s["not_predicted_pixels"],
             "infer_seconds": result["infer_seconds"],
             "slides_per_minute": result["slides_per_minute"],
+            "notes": result["notes"],
             **({"result_json": str(args.out)} if args.out else {})}

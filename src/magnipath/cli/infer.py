@@ -41,17 +41,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="simplify outlines with this tolerance, µm (default 0: exact pixel edges)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1...")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per batch (default 8)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="windows per batch (count, default 8)")
     p.add_argument("--stride", type=int, default=None,
-                   help="window step in target pixels (default: the window size, no overlap); "
-                        "overlapping windows are blended")
+                   help="window step in target pixels at the model's resolution (default: the "
+                        "window size, no overlap); overlapping windows are blended")
     p.add_argument("--no-tissue-mask", action="store_true",
                    help="predict every window, also on glass (slower)")
+    p.add_argument("--min-tissue", type=float, default=0.0,
+                   help="keep a window when the tissue fraction of its target exceeds this "
+                        "(fraction 0-1, default 0: any tissue)")
+    p.add_argument("--region", default=None, metavar="X,Y,W,H",
+                   help="predict only this box, level-0 pixels (default: the whole slide)")
     p.add_argument("--probabilities", action="store_true",
                    help="also store per-class probabilities (uint8) in the zarr store")
-    p.add_argument("--workers", type=int, default=2, help="reader threads (default 2)")
+    p.add_argument("--workers", type=int, default=2, help="reader threads (count, default 2)")
     p.add_argument("--mpp", type=float, default=None,
-                   help="level-0 µm/px for slides without that metadata")
+                   help="level-0 resolution in µm/px for slides without (or with wrong) "
+                        "metadata")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an output that holds another run's result")
     p.add_argument("--qupath-project", type=Path, default=None,
@@ -85,11 +92,23 @@ def _targets(args) -> list[tuple[Path, str | None]]:
     return out
 
 
+def _region(text: str | None) -> tuple[float, float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        x, y, w, h = (float(v) for v in text.split(","))
+    except ValueError:
+        raise MagnipathError(f"--region {text!r}: give X,Y,W,H in level-0 pixels, "
+                             "e.g. 0,0,4096,4096") from None
+    return (x, y, w, h)
+
+
 def run(args: argparse.Namespace, progress) -> dict:
     from magnipath.infer import InferConfig, infer_slide, prediction_objects
 
     cfg = InferConfig(stride=args.stride, batch_size=args.batch_size, device=args.device,
                       amp=not args.no_amp, tissue_mask=not args.no_tissue_mask,
+                      min_tissue=args.min_tissue, region=_region(args.region),
                       probabilities=args.probabilities, workers=args.workers,
                       overwrite=args.overwrite)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
@@ -100,6 +119,7 @@ def run(args: argparse.Namespace, progress) -> dict:
         entry = {"slide": str(slide), "store": str(res.store), "label_shape": res.out_shape,
                  "target_mpp": res.target_mpp, "windows": res.n_windows,
                  "skipped_no_tissue": res.n_skipped, "resumed_chunks": res.n_resumed_chunks,
+                 "windows_run": res.windows_run, "already_complete": res.already_complete,
                  "seconds": round(res.seconds, 2), "windows_per_s": round(res.windows_per_s, 2),
                  "device": res.device}
         if args.geojson or args.qupath_project is not None:
@@ -107,8 +127,15 @@ def run(args: argparse.Namespace, progress) -> dict:
                                       simplify_um=args.simplify, object_type=object_type,
                                       progress=progress)
             entry["n_objects"] = len(objs)
+            by_class: dict[str, int] = {}
+            for o in objs:
+                by_class[str(o.classification)] = by_class.get(str(o.classification), 0) + 1
+            entry["objects_by_class"] = by_class
             if not objs:
-                entry["note"] = "no objects predicted for the chosen classes"
+                entry["note"] = ("no objects predicted for the chosen classes "
+                                 f"({', '.join(classes) if classes else 'all but Background'})"
+                                 + ("; the GeoJSON file is valid and empty" if args.geojson
+                                    else ""))
             if args.geojson:
                 from qupath_bridge.geojson import write_geojson
 

@@ -10,31 +10,80 @@ from pathlib import Path
 import numpy as np
 
 from magnipath._errors import ModelError, SlideError
-from magnipath.infer._engine import (
-    InferConfig,
-    InferResult,
-    _fill_label,
-    _Reader,
-    _signature,
-    run_windows,
-)
-from magnipath.infer._store import PredictionStore
+from magnipath.infer._config import InferConfig, InferError, InferResult
+from magnipath.infer._engine import fill_label, run_signature, run_windows
+from magnipath.infer._reader import WindowReader
+from magnipath.infer._store import PredictionStore, store_path
 from magnipath.infer._windows import plan_windows
 from magnipath.progress import CancelCallback, ProgressCallback, report
-
-MPP_TOLERANCE = 0.01
+from magnipath.types import Box
 
 
 def _load(model, device):
+    """``(net in eval mode on device, card, model path or '<in memory>')``."""
     from magnipath.checkpoint import ModelCard, load_model
 
     if isinstance(model, tuple):
+        if len(model) != 2 or not isinstance(model[1], ModelCard):
+            raise ModelError("a model given in memory must be a (torch.nn.Module, ModelCard) "
+                             "pair")
         net, card = model
-        if not isinstance(card, ModelCard):
-            raise ModelError("a (model, card) pair needs a magnipath.checkpoint.ModelCard")
-        return net.to(device).eval(), card, getattr(card, "source", "<in memory>")
+        if not callable(net):
+            raise ModelError(f"the model of the (model, card) pair is a {type(net).__name__}, "
+                             "not a torch.nn.Module")
+        return net.to(device).eval(), card, "<in memory>"
+    if not isinstance(model, str | os.PathLike):
+        raise ModelError(f"model must be a model folder, a .pt file or a (module, ModelCard) "
+                         f"pair, got {type(model).__name__}")
     net, card = load_model(model, device=device)
     return net.eval(), card, str(Path(model).resolve())
+
+
+def _check_model(net, card) -> None:
+    """The card's geometry must fit the network (inputs, size multiple)."""
+    geometry = card.input_geometry
+    n_inputs = getattr(net, "n_inputs", None)
+    if n_inputs is not None and int(n_inputs) != geometry.n_inputs:
+        raise ModelError(f"the model ({card.arch}) takes {n_inputs} inputs but its card's "
+                         f"geometry has {geometry.n_inputs}; the card does not describe it")
+    multiple = getattr(net, "size_multiple", None)
+    if multiple and geometry.target_size % int(multiple):
+        raise ModelError(f"the card's target size {geometry.target_size} px is not a multiple "
+                         f"of {multiple} px, which the model ({card.arch}) needs")
+    if any(i.size != geometry.target_size for i in geometry.inputs):
+        raise ModelError(f"the card's inputs ({[i.size for i in geometry.inputs]} px) differ "
+                         f"from its target size {geometry.target_size} px; inference needs "
+                         "every input at the target's pixel size")
+
+
+def _check_magnification(s, geometry) -> None:
+    """Refuse a slide scanned coarser than the model's finest input."""
+    from magnipath.slide._base import UPSAMPLE_TOLERANCE
+
+    finest = min(i.mpp for i in geometry.inputs)
+    if finest < s.mpp * (1 - UPSAMPLE_TOLERANCE):
+        raise SlideError(
+            f"{s.path}: scanned at {s.mpp:.4g} µm/px ({s.magnification:.3g}x) but the model "
+            f"needs inputs at {finest:.4g} µm/px ({10 / finest:.3g}x); use a model trained at "
+            "a lower magnification or a slide scanned at a higher one (if the slide's "
+            "resolution metadata is wrong, give the right one with --mpp)")
+
+
+def _region(region: Box | None, s) -> Box:
+    if region is None:
+        return (0.0, 0.0, float(s.width), float(s.height))
+    try:
+        x, y, w, h = (float(v) for v in region)
+    except (TypeError, ValueError):
+        raise InferError(f"region {region!r}: give (x, y, width, height) in level-0 "
+                         "pixels") from None
+    if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+        raise InferError(f"region {region!r}: give finite (x, y, width, height) in level-0 "
+                         "pixels with a positive width and height")
+    if x >= s.width or y >= s.height or x + w <= 0 or y + h <= 0:
+        raise InferError(f"region {region!r} lies outside the slide ({s.width} x {s.height} "
+                         "level-0 pixels)")
+    return (x, y, w, h)
 
 
 def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
@@ -42,6 +91,15 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
                 progress: ProgressCallback | None = None,
                 cancel: CancelCallback | None = None) -> InferResult:
     """Predict a label map for a slide with a model, exactly at the model's input geometry.
+
+    Windows of the card's target size are laid from the region's top-left
+    corner every ``stride`` target pixels; each window's inputs (target and
+    concentric contexts) are read at the card's µm/px, zero-padded beyond the
+    slide. Windows whose target box has no tissue are skipped (their pixels get
+    the 'Background' class, or the ignore index when the model has none). The
+    label map is written chunk by chunk to ``out_dir/<slide name>.zarr``; a
+    re-run with the same slide, model and settings resumes an interrupted run
+    and does nothing for a finished one.
 
     Parameters
     ----------
@@ -51,84 +109,104 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
         A model folder written by ``magnipath train`` (or one of its ``.pt``
         files), or a model with its card.
     out_dir : path
-        Folder of the result; the store is ``out_dir/<slide stem>.zarr``.
-    config : InferConfig
-        Stride, batch size, device, tissue mask, region...
+        Folder of the result.
+    config : InferConfig, optional
+        Stride, batch size, device, tissue mask, region (level-0 box)...
     mpp : float, optional
-        Level-0 µm/px override for slides without metadata.
+        Level-0 µm/px override for slides without (or with wrong) metadata.
+    progress, cancel : callables, optional
+        Progress events (stages ``"infer"`` and ``"infer/pyramid"``) and a
+        cancel check (raises :class:`~magnipath._errors.Cancelled`; finished
+        chunks are kept and a re-run resumes from them).
 
     Returns
     -------
     InferResult
-        The store path, the label-map shape at the target mpp and its level-0
+        The store path, the label-map shape at the target mpp, its level-0
         origin and downsample (level-0 px per label px), counts and timings.
 
     Raises
     ------
     SlideError
-        The slide cannot provide the model's magnifications.
+        The slide cannot be read or cannot provide the model's magnifications.
     ModelError
         The model or its card is missing, damaged or inconsistent.
+    InferError
+        Bad settings, or the output folder holds another run (without ``overwrite``).
     """
     from magnipath.device import amp_dtype, resolve_device
     from magnipath.slide import open_slide
-    from magnipath.tissue import detect_tissue
 
     cfg = config or InferConfig()
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
     net, card, model_path = _load(model, device)
     geometry = card.input_geometry
+    _check_model(net, card)
+    stride = cfg.check(geometry.target_size)
     with open_slide(slide, mpp=mpp) as s:
-        finest = min(i.mpp for i in geometry.inputs)
-        if finest < s.mpp * (1 - MPP_TOLERANCE):
-            raise SlideError(
-                f"{s.path}: scanned at {s.mpp:.4g} µm/px ({s.magnification:.3g}x) but the "
-                f"model needs {finest:.4g} µm/px ({10 / finest:.3g}x) inputs; use a model "
-                "trained at a lower magnification or a slide scanned at a higher one")
-        card.check_input(geometry, s.mpp)
-        region = cfg.region or (0.0, 0.0, float(s.width), float(s.height))
+        _check_magnification(s, geometry)
+        region = _region(cfg.region, s)
         d = geometry.target_mpp / s.mpp
-        out_shape = (math.ceil(region[3] / d), math.ceil(region[2] / d))
-        size = geometry.target_size
-        stride = cfg.stride or size
-        plan = plan_windows(out_shape, size, stride, cfg.chunk)
-        keep = np.ones(len(plan.windows), bool)
-        reader = _Reader(s, geometry, (region[0], region[1]), d, cfg.workers)
-        if cfg.tissue_mask:
-            mask = detect_tissue(s)
-            boxes = np.array([reader.target_box(int(r), int(c)) for r, c in plan.windows])
-            keep = mask.fractions(boxes) > cfg.min_tissue
-        fill = _fill_label(card)
-        store_path = Path(out_dir) / f"{Path(s.path).name.split('.')[0]}.zarr"
+        out_shape = (math.ceil(region[3] / d - 1e-9), math.ceil(region[2] / d - 1e-9))
+        plan = plan_windows(out_shape, geometry.target_size, stride, cfg.chunk)
+        fill = fill_label(card)
+        path = store_path(out_dir, s.path)
+        signature = run_signature(s, card, region, stride, model_path, chunk=plan.chunk,
+                                  tissue_mask=cfg.tissue_mask, min_tissue=cfg.min_tissue)
         store = PredictionStore(
-            store_path, signature=_signature(s, card, region, stride, model_path),
-            out_shape=out_shape, n_classes=card.n_classes, chunk=plan.chunk, fill=fill,
-            probabilities=cfg.probabilities, overwrite=cfg.overwrite,
+            path, signature=signature, out_shape=out_shape, n_classes=card.n_classes,
+            chunk=plan.chunk, fill=fill, probabilities=cfg.probabilities,
+            overwrite=cfg.overwrite,
             meta={"target_mpp": geometry.target_mpp, "origin": list(region[:2]),
                   "downsample": d, "class_map": card.class_map, "slide": str(s.path),
-                  "geometry": card.geometry})
+                  "geometry": card.geometry, "ignore_index": card.ignore_index})
         resumed = len(store.done)
+
+        def result(**kw) -> InferResult:
+            seconds = time.perf_counter() - t_start
+            return InferResult(
+                store=path, slide=Path(s.path), out_shape=out_shape,
+                target_mpp=geometry.target_mpp, origin=(region[0], region[1]), downsample=d,
+                n_windows=len(plan.windows), n_resumed_chunks=resumed, seconds=seconds,
+                device=str(device), **kw)
+
         if store.complete:
-            stats = {"forward_s": 0.0, "windows_run": 0, "chunks_written": 0}
-        else:
-            report(progress, "infer", 0, int(keep.sum()))
-            try:
-                stats = run_windows(net, card, s, plan, store, keep, reader,
-                                    batch_size=cfg.batch_size, device=device,
-                                    amp_dtype=amp_dtype(device, cfg.amp), fill=fill,
-                                    progress=progress, cancel=cancel)
-            finally:
-                reader.close()
-            store.finish(geometry.target_mpp, {"n_windows": len(plan.windows),
-                                               "n_skipped": int((~keep).sum()),
-                                               "seconds": time.perf_counter() - t_start})
-        seconds = time.perf_counter() - t_start
-        return InferResult(
-            store=store_path, slide=Path(s.path), out_shape=out_shape,
-            target_mpp=geometry.target_mpp, origin=(region[0], region[1]), downsample=d,
-            n_windows=len(plan.windows), n_skipped=int((~keep).sum()),
-            n_resumed_chunks=resumed, seconds=seconds,
-            windows_per_s=stats["windows_run"] / seconds if seconds else 0.0,
-            forward_seconds=stats["forward_s"], device=str(device),
-            timings={"read_s_summed_over_threads": reader.read_s, **stats})
+            meta = store.root.attrs["magnipath"]
+            return result(n_skipped=int(meta.get("n_skipped", 0)), windows_per_s=0.0,
+                          forward_seconds=0.0, already_complete=True)
+        timings = {"setup_s": time.perf_counter() - t_start}
+        keep = np.ones(len(plan.windows), bool)
+        reader = WindowReader(s, geometry, (region[0], region[1]), d, cfg.workers)
+        try:
+            if cfg.tissue_mask:
+                from magnipath.tissue import detect_tissue
+
+                t0 = time.perf_counter()
+                mask = detect_tissue(s)
+                keep = mask.fractions(reader.target_boxes(plan.windows)) > cfg.min_tissue
+                timings["tissue_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            report(progress, "infer", 0, None)
+            stats = run_windows(net, card, plan, store, keep, reader,
+                                batch_size=cfg.batch_size, device=device,
+                                amp_dtype=amp_dtype(device, cfg.amp), fill=fill,
+                                progress=progress, cancel=cancel)
+            timings["run_s"] = time.perf_counter() - t0
+        finally:
+            reader.close()
+        t0 = time.perf_counter()
+        n_skipped = int((~keep).sum())
+        report(progress, "infer/pyramid", 0, 1)
+        store.finish(geometry.target_mpp,
+                     {"n_windows": len(plan.windows), "n_skipped": n_skipped,
+                      "seconds": time.perf_counter() - t_start},
+                     origin_um=(region[1] * s.mpp, region[0] * s.mpp))
+        report(progress, "infer/pyramid", 1, 1)
+        timings["pyramid_s"] = time.perf_counter() - t0
+        timings.update(read_s_summed_over_threads=reader.read_s, **stats)
+        res = result(n_skipped=n_skipped, windows_per_s=0.0,
+                     forward_seconds=stats["forward_s"], timings=timings,
+                     windows_run=stats["windows_run"])
+        res.windows_per_s = res.windows_run / res.seconds if res.seconds > 0 else 0.0
+        return res

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 from magnipath.classes import ClassMap
+from magnipath.infer._config import InferError
 from magnipath.progress import CancelCallback, ProgressCallback
 
 MARKER_KEY = "magnipath"
@@ -24,20 +25,33 @@ def prediction_objects(store: str | os.PathLike, *, classes: Sequence[str] | Non
     store : path
         A complete prediction store written by :func:`magnipath.infer.infer_slide`.
     classes : sequence of str, optional
-        Class names to vectorise; default every class except one named
-        "Background".
-    min_area_um2, simplify_um : float
-        Drop objects smaller than this area (µm²); simplify outlines with this
-        tolerance (µm).
+        Class names to vectorise (the model's QuPath path classes); default
+        every class except one named "Background".
+    min_area_um2 : float
+        Drop objects smaller than this area, µm².
+    simplify_um : float
+        Simplify outlines with this tolerance, µm (0: exact pixel edges).
     object_type : {"annotation", "detection"}
+        QuPath object type of the result.
+    progress, cancel : callables, optional
+        Passed to :func:`magnipath.vectorize.vectorize`.
 
     Returns
     -------
     list of QuPathObject
-        Geometries in level-0 pixels of the slide; class names and colours of
-        the model; measurements "Area µm^2", "Perimeter µm" and, when the run
-        stored probabilities, "Mean probability"; ``metadata["magnipath"]``
-        names the model that made them.
+        One object per 4-connected component and class. Geometries in level-0
+        pixels of the slide (the label map's origin and downsample applied);
+        class names and colours of the model; measurements "Area µm^2",
+        "Perimeter µm" and, when the run stored probabilities, "Mean
+        probability"; ``metadata["magnipath"]`` names the model that made them.
+        An empty list when no pixel has a chosen class.
+
+    Raises
+    ------
+    InferError
+        A class name that is not one of the model's.
+    PredictionStoreError
+        The store is missing or unfinished.
     """
     from magnipath.infer._store import open_prediction
     from magnipath.vectorize import vectorize
@@ -46,7 +60,12 @@ def prediction_objects(store: str | os.PathLike, *, classes: Sequence[str] | Non
     cmap = ClassMap.from_dict(meta["class_map"])
     if classes is None:
         classes = [c.name for c in cmap.classes if c.name.lower() != "background"]
-    indices = cmap.lookup(classes)
+    classes = list(classes)
+    unknown = [c for c in classes if c not in cmap.names]
+    if unknown:
+        raise InferError(f"classes {unknown} are not classes of the model that made {store}; "
+                         f"choose among {cmap.names}")
+    indices = [cmap.index_of(c) for c in classes]
     probs = root["probabilities/0"] if "probabilities" in root else None
     sig = meta["signature"]
     objects = vectorize(root["labels/0"], origin=tuple(meta["origin"]),

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+DEFAULT_CHUNK = 1024
+"""Target side of an output chunk, output pixels (rounded to a multiple of the window)."""
+
 
 @dataclass(frozen=True)
 class WindowPlan:
@@ -30,7 +33,10 @@ class WindowPlan:
     chunk : int
         Side of an output chunk in output pixels (written to zarr as one unit).
     windows : ndarray
-        ``(N, 2)`` top-left ``(row, col)`` of every window, row-major.
+        ``(N, 2)`` int64 top-left ``(row, col)`` of every window, row-major:
+        window ``i * len(col_starts) + j`` starts at ``(row_starts[i], col_starts[j])``.
+    row_starts, col_starts : ndarray
+        Sorted window starts along y and x, output pixels.
     """
 
     out_shape: tuple[int, int]
@@ -38,6 +44,8 @@ class WindowPlan:
     stride: int
     chunk: int
     windows: np.ndarray
+    row_starts: np.ndarray
+    col_starts: np.ndarray
 
     @property
     def chunk_grid(self) -> tuple[int, int]:
@@ -52,17 +60,27 @@ class WindowPlan:
                 cx * self.chunk, min((cx + 1) * self.chunk, w))
 
     def windows_of_chunk(self, cy: int, cx: int) -> np.ndarray:
-        """Indices of the windows that overlap chunk ``(cy, cx)``."""
+        """Indices (into :attr:`windows`, ascending) of the windows that overlap chunk ``(cy, cx)``.
+
+        Computed from the sorted starts, so the cost is independent of the number
+        of windows in the slide.
+        """
         r0, r1, c0, c1 = self.chunk_extent(cy, cx)
-        wr, wc = self.windows[:, 0], self.windows[:, 1]
-        hit = (wr < r1) & (wr + self.size > r0) & (wc < c1) & (wc + self.size > c0)
-        return np.flatnonzero(hit)
+
+        def hit(starts: np.ndarray, lo: int, hi: int) -> np.ndarray:
+            # starts s with s < hi and s + size > lo
+            a = int(np.searchsorted(starts, lo - self.size, side="right"))
+            b = int(np.searchsorted(starts, hi, side="left"))
+            return np.arange(a, b, dtype=np.int64)
+
+        rows, cols = hit(self.row_starts, r0, r1), hit(self.col_starts, c0, c1)
+        return (rows[:, None] * len(self.col_starts) + cols[None, :]).ravel()
 
 
 def _starts(n: int, size: int, stride: int) -> np.ndarray:
     """Window starts from 0 so that the last window reaches ``n`` (zero padding beyond)."""
     last = max(n - size, 0)
-    starts = np.arange(0, last + 1, stride)
+    starts = np.arange(0, last + 1, stride, dtype=np.int64)
     if starts[-1] < last:
         starts = np.append(starts, starts[-1] + stride)
     return starts
@@ -72,21 +90,49 @@ def plan_windows(out_shape: tuple[int, int], size: int, stride: int,
                  chunk: int | None = None) -> WindowPlan:
     """Plan windows of ``size`` every ``stride`` output pixels from the top-left corner.
 
-    With ``stride == size`` (the DMMN setting) windows tile the map without
-    overlap; the default chunk is then a multiple of the window, so every
-    window feeds exactly one chunk.
+    Parameters
+    ----------
+    out_shape : (int, int)
+        Label map ``(height, width)``, output pixels.
+    size : int
+        Window (target tile) side, output pixels.
+    stride : int
+        Step between windows, output pixels, ``1..size``. With ``stride == size``
+        (the DMMN setting) windows tile the map without overlap; the last window
+        of a row or column may run past the map (zero padding beyond the slide).
+    chunk : int, optional
+        Output chunk side, output pixels (default ~1024). Without overlap it is
+        rounded to a multiple of ``size`` so that every window feeds exactly one
+        chunk and is predicted once.
+
+    Returns
+    -------
+    WindowPlan
+
+    Raises
+    ------
+    ValueError
+        ``stride`` outside ``1..size``, or a non-positive ``size``, ``chunk`` or shape.
     """
+    if size <= 0 or min(out_shape) <= 0:
+        raise ValueError(f"window size and map shape must be positive, got {size}, {out_shape}")
     if stride <= 0 or stride > size:
         raise ValueError(f"stride must be in 1..{size} output pixels, got {stride}")
-    if chunk is None:
-        chunk = size * max(1, 1024 // size) if stride == size else 1024
+    if chunk is not None and chunk <= 0:
+        raise ValueError(f"chunk must be a positive number of output pixels, got {chunk}")
+    want = DEFAULT_CHUNK if chunk is None else int(chunk)
+    if stride == size:
+        chunk = size * max(1, round(want / size))
+    else:
+        chunk = want
     ys, xs = _starts(out_shape[0], size, stride), _starts(out_shape[1], size, stride)
     grid = np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1).reshape(-1, 2)
-    return WindowPlan(tuple(out_shape), size, stride, chunk, grid.astype(np.int64))
+    return WindowPlan((int(out_shape[0]), int(out_shape[1])), int(size), int(stride), int(chunk),
+                      grid.astype(np.int64), ys, xs)
 
 
 def blend_weights(size: int, stride: int) -> np.ndarray:
-    """Per-pixel weight of a window's prediction, ``(size, size)`` float32.
+    """Per-pixel weight of a window's prediction, ``(size, size)`` float32, ``(y, x)``.
 
     Without overlap every pixel has weight 1. With overlap a raised-cosine
     (Hann) window gives the centre of each window more say than its rim, which
