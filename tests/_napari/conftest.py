@@ -104,3 +104,125 @@ def pytest_configure(config):
     # napari on PyQt5 cannot detect the system theme; says so on every viewer
     config.addinivalue_line("filterwarnings",
                             "ignore:System theme detection requires:UserWarning")
+
+
+# -- fixtures of the Training / Inference / QuPath widget tests ------------------------------------
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked ``qupath`` here, with the reason, when no QuPath is installed."""
+    marked = [it for it in items if it.get_closest_marker("qupath") is not None
+              and _HERE in Path(str(it.path)).resolve().parents]
+    if not marked:
+        return
+    from qupath_bridge.project import qupath_available
+
+    ok, reason = qupath_available()
+    if not ok:
+        skip = pytest.mark.skip(reason=f"needs QuPath 0.5/0.6 (set PAQUO_QUPATH_DIR): {reason}")
+        for item in marked:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread during the test (the CI machines are small and shared)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+TINY_MPP = 1.0       # 10x target: a 64 px tile covers 256 level-0 px of the 0.25 µm/px slide
+TINY_TILE = 64
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(synthetic, tmp_path_factory) -> Path:
+    """A real tile dataset of ``synthetic`` (16 tiles of 64 px at 10x, ground-truth labels)."""
+    from magnipath.classes import ClassMap
+    from magnipath.geometry import TileGeometry
+    from magnipath.tiling import SlideSource, TilingConfig, make_dataset
+    from qupath_bridge.geojson import read_geojson
+
+    names = sorted({o.classification for o in read_geojson(synthetic.truth)
+                    if o.classification and o.geometry.geom_type != "Point"})
+    out = tmp_path_factory.mktemp("tiny_dataset") / "dataset"
+    make_dataset([SlideSource(synthetic.slide, annotations=synthetic.truth)], out,
+                 class_map=ClassMap.from_names(names),
+                 config=TilingConfig(geometry=TileGeometry.single(TINY_MPP, TINY_TILE),
+                                     min_tissue=0.0, workers=1))
+    return out
+
+
+TINY_TRAIN = dict(arch="dsmn-s2", arch_kwargs={"base": 4}, epochs=1, batch_size=4,
+                  max_steps_per_epoch=2, device="cpu", num_workers=0, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dataset, tmp_path_factory) -> Path:
+    """A model folder trained on ``tiny_dataset`` (DSMN-S2, width 4, one short epoch)."""
+    import torch
+
+    from magnipath.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny_model") / "model"
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(tiny_dataset, out, TrainConfig(**TINY_TRAIN))
+    finally:
+        torch.set_num_threads(n)
+    return out
+
+
+CONSTANT_CLASSES = ("Background", "Stroma", "Tumor")
+CONSTANT_COLORS = {"Background": (230, 230, 230), "Stroma": (0, 160, 60), "Tumor": (200, 0, 0)}
+
+
+@pytest.fixture(scope="session")
+def constant_model(tmp_path_factory) -> Path:
+    """A model folder whose real DSMN-S2 predicts "Tumor" at every pixel (10x, 64 px).
+
+    All weights are zero and the final bias is one-hot, so the prediction is known
+    exactly: what the widgets show is then a test of geometry, not of learning.
+    """
+    import torch
+
+    from magnipath.checkpoint import ModelCard, save_checkpoint
+    from magnipath.classes import ClassMap
+    from magnipath.geometry import TileGeometry
+    from magnipath.models import build_model
+
+    classes = ClassMap.from_names(CONSTANT_CLASSES, colors=CONSTANT_COLORS)
+    net = build_model("dsmn-s2", n_classes=classes.n_classes, base=4)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        final = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        final.bias[classes.index_of("Tumor")] = 5.0
+    card = ModelCard(arch="dsmn-s2", arch_kwargs=dict(net.arch_kwargs),
+                     class_map=classes.to_dict(),
+                     geometry=TileGeometry.single(TINY_MPP, TINY_TILE).to_dict())
+    folder = tmp_path_factory.mktemp("constant_model") / "tumor-everywhere"
+    folder.mkdir()
+    save_checkpoint(folder / "best.pt", net, card)
+    card.save_json(folder / "model_card.json")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mitosis_slide(tmp_path_factory):
+    """A 1024 x 1024 px synthetic 40x slide with at least 4 mitoses (SynthResult)."""
+    from magnipath.synth import SynthConfig, make_layout, synthesize
+
+    for seed in range(200):
+        cfg = SynthConfig(width=1024, height=1024, seed=seed, density=6.0,
+                          mitoses_per_mm2=1500.0, tile=256, compression="zlib")
+        if len(make_layout(cfg).mitoses) >= 4:
+            folder = tmp_path_factory.mktemp("mitosis_slide")
+            return synthesize(folder / "mitoses.tif", cfg)
+    raise RuntimeError("no synthetic layout with mitoses found; the synth generator changed")

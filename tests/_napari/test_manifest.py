@@ -33,9 +33,11 @@ def test_contributions():
     mf = pm.get_manifest("napari-magnipath")
     contrib = mf.contributions
     assert all(c.id.startswith("napari-magnipath.") for c in contrib.commands)
-    assert [w.display_name for w in contrib.widgets] == ["Tiling"]
+    assert [w.display_name for w in contrib.widgets] == [
+        "Tiling", "Training", "Inference", "QuPath", "Magnification", "Mitosis"]
     assert [s.display_name for s in contrib.sample_data] == ["MagniPath synthetic slide"]
     assert {w.layer_types[0] for w in contrib.writers} == {"shapes", "points", "labels"}
     readers = {r.command: r.filename_patterns for r in contrib.readers}
     assert "*.svs" in readers["napari-magnipath.get_slide_reader"]
     assert "*.geojson" in readers["napari-magnipath.get_geojson_reader"]
+    assert readers["napari-magnipath.get_qpproj_reader"] == ["*.qpproj"]

@@ -149,7 +149,9 @@ def sibling_slide_mpp(path: str | os.PathLike) -> float | None:
     """mpp of a slide next to a GeoJSON file with the same stem, if one opens.
 
     ``dir/a.geojson`` looks for ``dir/a.<slide suffix>``; QuPath's export
-    name ``dir/a.svs.geojson`` looks for ``dir/a.svs``.
+    name ``dir/a.svs.geojson`` looks for ``dir/a.svs``; MagniPath's sidecar
+    names ``dir/a.mitoses.geojson`` and ``dir/a.partial.geojson`` (``magnipath
+    synth``) look for ``dir/a.<slide suffix>`` too.
     """
     p = Path(path)
     name = p.name
@@ -157,8 +159,11 @@ def sibling_slide_mpp(path: str | os.PathLike) -> float | None:
         if name.lower().endswith(suf):
             name = name[: -len(suf)]
             break
-    candidates = [p.with_name(name)] + [p.with_name(name + s)
-                                        for s in SLIDE_SUFFIXES + OPENSLIDE_SUFFIXES]
+    stems = [name]
+    if "." in name:  # MagniPath's sidecars: a.mitoses.geojson, a.partial.geojson next to a.tif
+        stems.append(name.rsplit(".", 1)[0])
+    candidates = [p.with_name(stem + s) for stem in stems
+                  for s in ("", *SLIDE_SUFFIXES, *OPENSLIDE_SUFFIXES)]
     for c in candidates:
         if c.is_file() and c.name.lower().endswith(SLIDE_SUFFIXES + OPENSLIDE_SUFFIXES):
             try:

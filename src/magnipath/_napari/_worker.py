@@ -15,10 +15,11 @@ objects there), then calls :func:`run_core` with a function
   re-enables them when it ends, however it ends;
 * calls ``on_returned(result)`` on the **main thread** (the only place where
   layers are added);
-* shows a :class:`magnipath.MagnipathError` as an error notification with its
-  own message (the message the CLI prints), a cancel as an info, warnings
-  raised in the core as warning notifications, and any other exception as an
-  error notification carrying its traceback (a bug: never swallowed).
+* shows a :class:`magnipath.MagnipathError` (or a QuPath bridge error) as an
+  error notification with its own message (the message the CLI prints), a
+  cancel as an info, warnings raised in the core as warning notifications,
+  and any other exception as an error notification carrying its traceback
+  (a bug: never swallowed).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ from qtpy.QtCore import QObject, Signal
 
 from magnipath._errors import Cancelled, MagnipathError
 from magnipath.progress import Progress
+from qupath_bridge.errors import QuPathBridgeError
+
+USER_ERRORS = (MagnipathError, QuPathBridgeError)
+"""Errors whose message is for the user (as the CLI prints them), not a bug."""
 
 
 class _Relay(QObject):
@@ -105,8 +110,8 @@ class CoreRun:
 def _notify_error(run: CoreRun, exc: BaseException) -> None:
     run.error = exc
     if isinstance(exc, Cancelled):
-        show_info(f"{run.description}: cancelled, nothing was written.")
-    elif isinstance(exc, MagnipathError):
+        show_info(f"{run.description}: cancelled.")
+    elif isinstance(exc, USER_ERRORS):
         show_error(str(exc))
     else:  # a bug: keep the traceback in the notification
         notification_manager.dispatch(ErrorNotification(exc))
@@ -165,7 +170,7 @@ def run_core(func: Callable[..., Any], *, description: str,
         if on_returned is not None:
             try:
                 on_returned(result)
-            except MagnipathError as e:
+            except USER_ERRORS as e:
                 _notify_error(run, e)
 
     def _finished() -> None:

@@ -1,0 +1,208 @@
+"""Estimate the magnification of images that have no metadata (Otálora et al.).
+
+Actions:
+  estimate IMAGE...      magnification of PNG/JPEG/TIFF images of any size (centre crop or
+                         tissue tiles with a majority vote); without --model the non-learning
+                         baseline answers (Otsu nuclei, mean area -> calibration table)
+  suggest-mpp SLIDE...   estimated level-0 µm/px of slides whose metadata has none
+  make-data SLIDE...     224 px patches at 5, 8, 10, 15, 20, 30, 40x from 40x slides by
+                         downsampling, split by slide (or --synthetic N slides)
+  train DATASET          the direct and the area regressors (ShallowNet or DenseNet-121)
+  evaluate DATASET       Cohen's kappa, F1 and confusion matrices of direct, area, fusion
+                         and baseline on held-out slides
+
+Every answer is an estimate from image content and is labelled as one.
+Magnification = 10 / mpp (40x = 0.25 µm/px).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from magnipath._errors import MagnipathError
+
+NAME = "magnification"
+HELP = "estimate the magnification of images without metadata; make data, train, evaluate"
+ORDER = 70
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    # accepted after the action too; SUPPRESS keeps a value given before the action
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="print a machine-readable JSON summary on stdout")
+    p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="no progress bars")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    e = sub.add_parser("estimate", help="estimate the magnification of images")
+    e.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+                   help="PNG, JPEG or TIFF images (any size)")
+    e.add_argument("--model", type=Path, help="model folder from 'magnification train' "
+                   "(default: the baseline only)")
+    e.add_argument("--mode", choices=("auto", "center", "tiles"), default="auto",
+                   help="centre 224 px crop, or tissue tiles of 224 px with a vote (auto: tiles "
+                        "when the image holds two or more)")
+    e.add_argument("--max-tiles", type=int, default=16, help="most tiles voting (count)")
+    e.add_argument("--alpha", type=float, help="fusion weight of the area branch, 0..1 "
+                   "(default: the model's, 0.2)")
+    e.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
+    _common(e)
+
+    s = sub.add_parser("suggest-mpp", help="estimate the µm/px of slides without metadata")
+    s.add_argument("slides", nargs="+", type=Path, metavar="SLIDE", help="whole-slide images")
+    s.add_argument("--model", type=Path, help="model folder (default: the baseline only)")
+    s.add_argument("--tiles", type=int, default=16, help="tissue tiles of 224 px to vote")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
+    _common(s)
+
+    d = sub.add_parser("make-data", help="patches at 5..40x from 40x slides")
+    d.add_argument("slides", nargs="*", type=Path, metavar="SLIDE",
+                   help="40x slides (level 0 at 0.25 µm/px or finer)")
+    d.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    d.add_argument("--nuclei", nargs="*", type=Path, metavar="GEOJSON",
+                   help="nucleus outlines per slide (QuPath GeoJSON polygons, level-0 px), in "
+                        "slide order; default: nuclei from the haematoxylin channel")
+    d.add_argument("--synthetic", type=int, default=0, metavar="N",
+                   help="also make N synthetic 40x slides (count)")
+    d.add_argument("--synthetic-size", type=int, default=4096,
+                   help="side of each synthetic slide, level-0 px (default 4096)")
+    d.add_argument("--synthetic-dir", type=Path,
+                   help="folder for the synthetic slides (default OUT.slides)")
+    d.add_argument("--magnifications", default="5,8,10,15,20,30,40",
+                   help="comma-separated magnifications (x; default 5,8,10,15,20,30,40)")
+    d.add_argument("--per-class", type=int, default=20,
+                   help="patches per magnification per slide (count, default 20)")
+    d.add_argument("--min-nuclei", type=int, default=3,
+                   help="complete nuclei a patch needs (count, default 3)")
+    d.add_argument("--ratios", default="60,20,20",
+                   help="train,val,test shares of the slides (default 60,20,20)")
+    d.add_argument("--mpp", type=float, help="level-0 µm/px for slides without metadata")
+    d.add_argument("--seed", type=int, default=0, help="random seed")
+    d.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    _common(d)
+
+    t = sub.add_parser("train", help="train the direct and area regressors")
+    t.add_argument("dataset", type=Path, metavar="DATASET", help="folder from make-data")
+    t.add_argument("--out", type=Path, required=True, help="model folder to write")
+    t.add_argument("--arch", choices=("shallownet", "densenet121"), default="shallownet",
+                   help="architecture (random initialisation; default shallownet)")
+    t.add_argument("--widths", help="ShallowNet channels of its four blocks, e.g. 32,64,128,128 "
+                   "(the default)")
+    t.add_argument("--head", choices=("gap", "flatten"),
+                   help="ShallowNet output layer on the averaged (default) or flattened map")
+    t.add_argument("--no-refit-head", action="store_true",
+                   help="keep the trained output layer (default: refit it by ridge regression "
+                        "on eval-mode features of the training patches)")
+    t.add_argument("--epochs", type=int, help="passes over the training patches (default 10)")
+    t.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4, the paper's)")
+    t.add_argument("--batch-size", type=int, help="patches per step (default 16)")
+    t.add_argument("--alpha", type=float, help="fusion weight stored in the model (default 0.2)")
+    t.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="wall-clock limit for both regressors, s")
+    t.add_argument("--max-steps-per-epoch", type=int, help="at most N steps per epoch")
+    t.add_argument("--no-augment", action="store_true", help="no flips or 90° rotations")
+    t.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    t.add_argument("--seed", type=int, help="random seed (default 0)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+    _common(t)
+
+    v = sub.add_parser("evaluate", help="kappa, F1, confusion matrices on held-out slides")
+    v.add_argument("dataset", type=Path, metavar="DATASET", help="folder from make-data")
+    v.add_argument("--model", type=Path, help="model folder (default: baseline only)")
+    v.add_argument("--split", choices=("train", "val", "test"), default="test",
+                   help="which slides to score (default test)")
+    v.add_argument("--alpha", type=float, help="fusion weight (default: the model's)")
+    v.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
+    _common(v)
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise MagnipathError(f"{what} {text!r}: give comma-separated numbers") from None
+
+
+def _clean(o):
+    """NaN -> None everywhere, so that --json prints strict JSON."""
+    if isinstance(o, float) and o != o:
+        return None
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_clean(v) for v in o]
+    return o
+
+
+def run(args: argparse.Namespace, progress) -> dict:
+    """Run one action; return its summary (NaN written as None)."""
+    return _clean(_run(args, progress))
+
+
+def _run(args: argparse.Namespace, progress) -> dict:
+    from magnipath import magnification as mg
+
+    if args.action == "estimate":
+        model = mg.load_model(args.model, device=args.device) if args.model else None
+        out = []
+        for path in args.images:
+            r = mg.estimate(path, model, mode=args.mode, max_tiles=args.max_tiles,
+                            alpha=args.alpha, progress=progress)
+            out.append({"image": str(path), **r})
+        return {"estimates": out} if len(out) > 1 else out[0]
+    if args.action == "suggest-mpp":
+        model = mg.load_model(args.model, device=args.device) if args.model else None
+        res = []
+        for path in args.slides:
+            mpp, details = mg.suggest_mpp(path, model, n_tiles=args.tiles, progress=progress)
+            res.append({"slide": str(path), "mpp_estimate": mpp, **details})
+        return {"slides": res} if len(res) > 1 else res[0]
+    if args.action == "make-data":
+        return _make_data(args, progress)
+    if args.action == "train":
+        kw = {}
+        if args.widths:
+            if args.arch != "shallownet":
+                raise MagnipathError("--widths applies to --arch shallownet only")
+            kw["widths"] = [int(v) for v in _floats(args.widths, "--widths")]
+        if args.head:
+            if args.arch != "shallownet":
+                raise MagnipathError("--head applies to --arch shallownet only")
+            kw["head"] = args.head
+        cfg = mg.MagTrainConfig(arch=args.arch, arch_kwargs=kw).replace(
+            epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, alpha=args.alpha,
+            time_budget_s=args.time_budget, max_steps_per_epoch=args.max_steps_per_epoch,
+            device=args.device, seed=args.seed, augment=False if args.no_augment else None,
+            refit_head=False if args.no_refit_head else None)
+        return mg.train(args.dataset, args.out, cfg, overwrite=args.overwrite,
+                        progress=progress)
+    return mg.evaluate(args.model, args.dataset, split=args.split, alpha=args.alpha,
+                       device=args.device, progress=progress)
+
+
+def _make_data(args: argparse.Namespace, progress) -> dict:
+    from magnipath import magnification as mg
+
+    nuclei = list(args.nuclei or [])
+    if nuclei and len(nuclei) != len(args.slides):
+        raise MagnipathError(f"--nuclei: {len(nuclei)} files for {len(args.slides)} slides; "
+                             "give one nucleus GeoJSON per slide, in slide order")
+    sources = [mg.MagSource(s, nuclei=nuclei[i] if nuclei else None, mpp=args.mpp)
+               for i, s in enumerate(args.slides)]
+    if args.synthetic:
+        folder = args.synthetic_dir or Path(f"{args.out}.slides")
+        sources += mg.synthetic_sources(folder, args.synthetic, size=args.synthetic_size,
+                                        seed=args.seed, progress=progress)
+    if not sources:
+        raise MagnipathError("give 40x slides or --synthetic N")
+    ratios = _floats(args.ratios, "--ratios")
+    if len(ratios) != 3:
+        raise MagnipathError(f"--ratios {args.ratios!r}: give three numbers train,val,test")
+    cfg = mg.MagDataConfig(magnifications=tuple(_floats(args.magnifications,
+                                                        "--magnifications")),
+                           per_class=args.per_class, min_nuclei=args.min_nuclei,
+                           ratios=(ratios[0], ratios[1], ratios[2]), seed=args.seed)
+    return mg.make_dataset(sources, args.out, cfg, overwrite=args.overwrite, progress=progress)

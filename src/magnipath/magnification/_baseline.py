@@ -1,0 +1,54 @@
+"""The non-learning baseline: Otsu nuclei -> mean area -> magnification via a calibration table.
+
+The table (:class:`AreaTable`) holds, per magnification class, the mean of the
+baseline's own area measurements on training patches. :data:`DEFAULT_TABLE` was
+measured on synthetic H&E slides (``magnipath magnification make-data
+--synthetic``; see ``docs/magnification.md``) and serves images when no trained
+model is given; a trained model folder carries a table measured on its own
+training data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from magnipath.magnification._core import AreaTable
+from magnipath.magnification._nuclei import baseline_area
+from magnipath.progress import CancelCallback, ProgressCallback, check_cancel, report
+
+DEFAULT_TABLE = AreaTable(
+    magnifications=(5.0, 8.0, 10.0, 15.0, 20.0, 30.0, 40.0),
+    mean_areas=(69.3, 53.7, 57.4, 104.8, 168.6, 351.6, 595.8),
+    empty_class=None,
+    counts=(240, 240, 240, 240, 240, 240, 240),
+)
+"""Baseline calibration used without a model: means of the baseline's areas on the 1680
+training patches of ``benchmarks/bench_magnification.py`` (the 8 training slides of 12
+synthetic 40x slides, seeds 100-111, split by slide; 2026-11-22). At 5x Otsu merges
+neighbouring nuclei into larger blobs, hence its mean above 8x's."""
+
+
+def baseline_areas(patches: np.ndarray, *, progress: ProgressCallback | None = None,
+                   cancel: CancelCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Baseline mean nucleus area (px) and blob count of every patch ``(N, y, x, 3)``.
+
+    Returns float64 areas (NaN where no blob qualifies) and int counts.
+    """
+    n = len(patches)
+    areas = np.full(n, np.nan)
+    counts = np.zeros(n, np.int64)
+    for i in range(n):
+        areas[i], counts[i] = baseline_area(np.asarray(patches[i]))
+        if i % 16 == 0:
+            check_cancel(cancel)
+            report(progress, "magnification/baseline", i + 1, n)
+    report(progress, "magnification/baseline", n, n)
+    return areas, counts
+
+
+def calibrate_baseline(patches: np.ndarray, magnifications: np.ndarray, *,
+                       progress: ProgressCallback | None = None,
+                       cancel: CancelCallback | None = None) -> AreaTable:
+    """Fit the baseline's calibration table on training patches of known magnification."""
+    areas, _ = baseline_areas(patches, progress=progress, cancel=cancel)
+    return AreaTable.fit(areas, magnifications)

@@ -1,0 +1,102 @@
+"""Detection over slides, regions and arrays; QuPath output; evaluation against points."""
+
+import json
+
+import numpy as np
+import pytest
+
+from magnipath.cli import main
+from magnipath.mitosis import (
+    PROBABILITY,
+    MitosisTrainConfig,
+    detect,
+    evaluate,
+    load_points,
+    train,
+)
+from magnipath.slide import open_slide
+from qupath_bridge.geojson import read_geojson
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiles, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mitosis_model") / "m"
+    cfg = MitosisTrainConfig(filters=(8, 16), affine=32, epochs=1, lr=1e-3, device="cpu")
+    train(tiles[0], None, out, cfg)
+    return out
+
+
+def test_heat_map_covers_the_region_and_skips_glass(model_dir, mitosis_slides):
+    region = (256.0, 128.0, 640.0, 448.0)
+    det = detect(model_dir, mitosis_slides[1].slide, region=region)
+    assert det.heatmap.shape == (7, 10) and det.step == det.tile_size == 64
+    assert det.origin == (256.0, 128.0)
+    assert len(det.probs) == np.isfinite(det.heatmap).sum() == len(det.boxes)
+    r = ((det.boxes[:, 1] - 128) // 64).astype(int)
+    c = ((det.boxes[:, 0] - 256) // 64).astype(int)
+    assert np.array_equal(det.heatmap[r, c], det.probs)
+
+
+def test_array_input_gives_the_same_probabilities(model_dir, mitosis_slides):
+    region = (0.0, 0.0, 512.0, 512.0)
+    det = detect(model_dir, mitosis_slides[1].slide, region=region)
+    with open_slide(mitosis_slides[1].slide) as s:
+        rgb = s.read_region(region)
+    det2 = detect(model_dir, rgb)
+    np.testing.assert_array_equal(det.heatmap, det2.heatmap)
+
+
+def test_detections_are_qupath_objects_with_a_probability(model_dir, mitosis_slides, tmp_path):
+    det = detect(model_dir, mitosis_slides[1].slide)
+    cut = float(np.median(det.probs))
+    path = det.write_geojson(tmp_path / "d.geojson", cut)
+    objs = read_geojson(path)
+    assert len(objs) == int((det.probs > cut).sum()) > 0
+    for o in objs:
+        assert o.object_type == "detection" and o.classification == "Mitosis"
+        assert o.measurements[PROBABILITY] > cut
+        assert o.geometry.area == pytest.approx(64 * 64)
+    pts = det.objects(cut, as_points=True)
+    assert all(p.geometry.geom_type == "Point" for p in pts)
+
+
+def test_evaluate_against_points(model_dir, mitosis_slides):
+    res = evaluate(model_dir, mitosis_slides[1:])
+    t = res["tiles"]
+    assert t["tp"] + t["fp"] + t["fn"] + t["tn"] == t["n"] > 0
+    assert t["tp"] + t["fn"] > 0  # the slide has positive tiles
+    assert res["points"]["points"] == len(load_points(mitosis_slides[1].points))
+    assert 0.0 <= res["points"]["point_recall"] <= 1.0
+
+
+def test_cli_train_detect_evaluate(mitosis_slides, tmp_path, capsys):
+    slide = str(mitosis_slides[0].slide)
+    model = tmp_path / "cli_model"
+    rc = main(["mitosis", "train", slide, "--out", str(model), "--filters", "8,8",
+               "--affine", "16", "--epochs", "1", "--lr", "1e-3", "--device", "cpu",
+               "--max-negative-ratio", "4", "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["positive_tiles"] > 0 and summary["epochs"] == 1
+    rc = main(["mitosis", "detect", slide, "--model", str(model), "--out",
+               str(tmp_path / "d.geojson"), "--heatmap", str(tmp_path / "heat"),
+               "--region", "0,0,512,512", "--threshold", "0", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    heat = np.load(tmp_path / "heat.npy")
+    assert list(heat.shape) == out["heatmap_shape"] == [8, 8]
+    meta = json.loads((tmp_path / "heat.json").read_text())
+    assert meta["step"] == 64 and meta["origin_xy"] == [0.0, 0.0]
+    assert len(read_geojson(tmp_path / "d.geojson")) == out["detections"]
+    rc = main(["mitosis", "evaluate", slide, "--model", str(model), "--json"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["tiles"]["n"] > 0
+
+
+def test_cli_user_errors(mitosis_slides, tmp_path, capsys):
+    rc = main(["mitosis", "train", str(mitosis_slides[0].slide), "--out", str(tmp_path / "m"),
+               "--points", "a.geojson", "b.geojson"])
+    assert rc == 1 and "one GeoJSON per slide" in capsys.readouterr().err
+    rc = main(["mitosis", "detect", str(mitosis_slides[0].slide), "--model", str(tmp_path),
+               "--out", str(tmp_path / "x.geojson")])
+    assert rc == 1 and "not a mitosis model folder" in capsys.readouterr().err
