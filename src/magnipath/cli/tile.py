@@ -38,7 +38,14 @@ ORDER = 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("slides", nargs="+", metavar="SLIDE", help="whole-slide images to tile")
+    p.add_argument("slides", nargs="*", metavar="SLIDE",
+                   help="whole-slide images to tile (or --qupath-project)")
+    p.add_argument("--qupath-project", metavar="PROJECT", default=None,
+                   help="QuPath project (.qpproj or its folder) as the source: its images are "
+                        "the slides and their annotations the labels (needs QuPath; "
+                        "PAQUO_QUPATH_DIR)")
+    p.add_argument("--images", nargs="+", metavar="NAME", default=None,
+                   help="with --qupath-project: tile only these images (default all)")
     p.add_argument("--out", required=True, metavar="DATASET",
                    help="dataset folder to write (an existing dataset there is replaced)")
     p.add_argument("--annotations", nargs="+", metavar="GEOJSON",
@@ -134,9 +141,42 @@ def _read_groups(args: argparse.Namespace) -> dict[str, str]:
     return groups
 
 
+def _project_sources(args: argparse.Namespace) -> list:
+    """Slides and annotations of a QuPath project's images (read-only access)."""
+    from magnipath.tiling import SlideSource
+    from qupath_bridge.project import Project
+
+    if args.slides or args.annotations:
+        raise TilingError("give either SLIDE files (with --annotations) or --qupath-project, "
+                          "not both")
+    groups = _read_groups(args)
+    out = []
+    with Project(args.qupath_project, mode="r") as proj:
+        images = proj.images
+        wanted = set(args.images or [i.name for i in images])
+        missing = sorted(wanted - {i.name for i in images})
+        if missing:
+            raise TilingError(f"{args.qupath_project}: no image named {missing}; "
+                              "'magnipath qupath list PROJECT' shows the names")
+        for info in images:
+            if info.name not in wanted:
+                continue
+            if info.path is None or not Path(info.path).is_file():
+                raise TilingError(f"{args.qupath_project}: the file of image {info.name!r} "
+                                  f"({info.uri}) is missing; fix its path in QuPath first")
+            objs = proj.read_objects(info.name, include_predictions=False)
+            out.append(SlideSource(path=Path(info.path), annotations=objs, slide_id=info.name,
+                                   group=groups.get(info.name), mpp=args.mpp_override or info.mpp))
+    return out
+
+
 def _sources(args: argparse.Namespace) -> list:
     from magnipath.tiling import SlideSource, slide_stem
 
+    if args.qupath_project:
+        return _project_sources(args)
+    if not args.slides:
+        raise TilingError("give at least one SLIDE, or --qupath-project PROJECT")
     slides = [Path(s) for s in args.slides]
     for name in ("annotations", "points"):
         given = getattr(args, name)
