@@ -91,11 +91,16 @@ def test_evaluate_reports_kappa_f1_and_confusion_matrices(model_dir, dataset):
 
 
 @pytest.mark.slow
-def test_longer_training_beats_chance_on_held_out_slides(dataset, tmp_path):
-    cfg = TINY.replace(epochs=15, arch_kwargs={"widths": [8, 16, 16, 16]})
-    train(dataset, tmp_path / "m", cfg)
-    ev = evaluate(tmp_path / "m", dataset, split="test")
-    assert ev["direct"]["kappa"] > 0.3, ev["direct"]
+def test_longer_training_beats_chance_on_held_out_slides(sources, tmp_path):
+    from magnipath.magnification import MagDataConfig, make_dataset
+
+    data = tmp_path / "data"  # two training slides, one held-out test slide
+    make_dataset(sources, data, MagDataConfig(per_class=8, ratios=(2, 0, 1), seed=2))
+    cfg = TINY.replace(epochs=12, arch_kwargs={"widths": [8, 16, 16, 16]})
+    train(data, tmp_path / "m", cfg)
+    ev = evaluate(tmp_path / "m", data, split="test")
+    # chance is kappa 0; the trained direct regressor must do clearly better
+    assert ev["direct"]["kappa"] > 0.4, ev["direct"]
 
 
 def test_image_patches_centre_tiles_and_padding():

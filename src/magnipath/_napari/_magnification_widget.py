@@ -11,16 +11,25 @@ whole of a slide opened by MagniPath it runs
 :func:`magnipath.magnification.suggest_mpp` instead (tissue tiles from the
 whole slide). The answer is shown as an estimate, next to what the file's
 metadata says, and the tiles that voted are added as a Shapes layer.
+
+For a layer whose pixel size is unknown (a slide whose file gives no mpp,
+opened in pixels; a figure), *Apply as layer scale* (:func:`apply_estimate`)
+sets the layer's scale to the estimated µm/px and records it as an estimate:
+``metadata["magnipath"]["mpp"]`` (which the Tiling and Inference widgets read),
+``mpp_source = "estimated (baseline)"`` (or ``"estimated (fusion, model
+NAME)"``), ``mpp_estimate`` (the details) and a ``[≈30x estimated]`` suffix on
+the layer name.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, SpinBox
 from napari.layers import Image
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from magnipath._errors import MagnipathError
 from magnipath._napari._jobs import DEVICES, JobWidget, layer_choices, wrap_label
@@ -36,6 +45,8 @@ MODES = ("auto", "center", "tiles")
 MAX_SIDE = 4096
 """Largest side (px) of the region read into memory; larger regions use their centre."""
 TILES_LAYER = "magnification tiles"
+ESTIMATED_SUFFIX = re.compile(r" \[≈[^\]]* estimated\]$")
+"""The suffix :func:`apply_estimate` adds to a layer name (replaced when applied again)."""
 
 
 def _fmt(v: Any, unit: str = "x") -> str:
@@ -46,8 +57,13 @@ def _fmt(v: Any, unit: str = "x") -> str:
     return "–" if not np.isfinite(f) else f"{f:.3g}{unit}"
 
 
-def describe(result: dict, known_mpp: float | None = None) -> str:
-    """Rich text of an :func:`~magnipath.magnification.estimate` result for the widget."""
+def describe(result: dict, known_mpp: float | None = None,
+             known_source: str | None = None) -> str:
+    """Rich text of an :func:`~magnipath.magnification.estimate` result for the widget.
+
+    ``known_mpp`` / ``known_source`` are the layer's ``metadata["magnipath"]``
+    ``mpp`` and ``mpp_source`` (what the file says, or an estimate applied before).
+    """
     mag, mpp = result.get("magnification"), result.get("mpp_estimate")
     lines = [f"<b>≈ {_fmt(mag)}</b> ({_fmt(mpp, ' µm/px')}) <i>an estimate from the "
              f"pixels, method: {result.get('method')}</i>"]
@@ -67,9 +83,74 @@ def describe(result: dict, known_mpp: float | None = None) -> str:
                                            sorted(votes.items(), key=lambda kv: -kv[1])))
     if result.get("n_tiles") is not None:
         lines.append(f"{result['n_tiles']} tiles of 224 px ({result.get('mode')})")
-    if known_mpp:
+    if known_mpp and _is_estimated(known_source):
+        lines.append(f"applied to the layer before: {10 / known_mpp:.3g}x "
+                     f"({known_mpp:.4g} µm/px, {known_source})")
+    elif known_mpp:
         lines.append(f"the file says: {10 / known_mpp:.3g}x ({known_mpp:.4g} µm/px)")
+    else:
+        lines.append("no known pixel size: check the estimate, then 'Apply as layer scale'")
     return "<br>".join(lines)
+
+
+def _is_estimated(source: Any) -> bool:
+    from magnipath.magnification._suggest import ESTIMATED
+
+    return str(source or "").startswith(ESTIMATED)
+
+
+def apply_estimate(layer: Any, result: dict, source: str) -> float:
+    """Set an image layer's scale to an estimated µm/px and record that it is an estimate.
+
+    The layer's data stay level-0 pixels; its ``scale`` becomes ``(mpp, mpp)``
+    and its units µm (its ``translate`` is rescaled with it; 0 for slides).
+    ``metadata["magnipath"]`` gets ``mpp`` (read by the Tiling and Inference
+    widgets), ``mpp_source`` (``source``, e.g. ``"estimated (baseline)"``) and
+    ``mpp_estimate`` (magnification, method, votes, tiles); the layer name gets
+    a ``[≈30x estimated]`` suffix.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image
+    result : dict
+        An :func:`~magnipath.magnification.estimate` or
+        :func:`~magnipath.magnification.suggest_mpp` result (``mpp_estimate`` in
+        µm per level-0 pixel).
+    source : str
+        The ``mpp_source`` label (:func:`magnipath.magnification._suggest.estimate_source`).
+
+    Returns
+    -------
+    float
+        The mpp applied.
+
+    Raises
+    ------
+    MagnipathError
+        When nothing was estimated, or the layer's file gives its own mpp.
+    """
+    mpp = result.get("mpp_estimate")
+    if not mpp or not np.isfinite(mpp):
+        raise MagnipathError("Apply: nothing was estimated (no nuclei found); estimate on "
+                             "another region or give the mpp yourself")
+    meta = layer.metadata.setdefault("magnipath", {})
+    if meta.get("mpp") and not _is_estimated(meta.get("mpp_source")):
+        raise MagnipathError(f"Apply: {layer.name} has a pixel size from its file "
+                             f"({meta['mpp']:.4g} µm/px, {meta.get('mpp_source')}); an estimate "
+                             "does not replace it (re-open it with mpp=... if the file is wrong)")
+    old = np.asarray(layer.scale, dtype=float)[-2:]
+    translate = np.asarray(layer.translate, dtype=float)
+    translate[-2:] = translate[-2:] / old * mpp
+    layer.scale = (*tuple(layer.scale)[:-2], mpp, mpp)
+    layer.translate = tuple(translate)
+    layer.units = (*tuple(layer.units)[:-2], "um", "um")
+    mag = result.get("magnification")
+    meta.update(mpp=float(mpp), mpp_source=source, mpp_estimate={
+        "magnification": mag, "mpp": float(mpp), "method": result.get("method"),
+        "votes": result.get("votes"), "n_tiles": result.get("n_tiles"),
+        "note": "an estimate from the pixels, not read from the file"})
+    layer.name = f"{ESTIMATED_SUFFIX.sub('', layer.name)} [≈{_fmt(mag)} estimated]"
+    return float(mpp)
 
 
 def read_pixels(layer: Any, box: tuple[int, int, int, int]) -> tuple[np.ndarray, tuple[int, int]]:
@@ -112,12 +193,19 @@ class MagnificationWidget(JobWidget):
         self.device = ComboBox(label="Device", choices=DEVICES, value="cpu")
         self.run_button = PushButton(text="Estimate")
         self.result_label = Label(value="")
+        self.apply_button = PushButton(text="Apply as layer scale", enabled=False, tooltip=(
+            "Set the layer's scale (µm/px) to this ESTIMATE, for a layer without a known "
+            "pixel size; Tiling and Inference then use it. Check it first."))
+        self.applied_label = Label(value="")
         self.result: dict | None = None
+        self._target: tuple[Any, str] | None = None  # (layer, mpp_source) of the result
         super().__init__(napari_viewer, "Magnification", [
             self.image, self.region, self.model, self.mode, self.max_tiles, self.device,
-            self.run_button, self.result_label])
+            self.run_button, self.result_label, self.apply_button, self.applied_label])
         wrap_label(self.result_label)
+        wrap_label(self.applied_label)
         self.run_button.changed.connect(self.run)
+        self.apply_button.changed.connect(self.apply)
 
     def _model(self) -> Any:
         raw = str(self.model.line_edit.value).strip()
@@ -145,6 +233,8 @@ class MagnificationWidget(JobWidget):
             show_error(str(e))
             return None
         slide_path = meta.get("path") if layer.multiscale and whole else None
+        self.apply_button.enabled = False
+        self._target = None
 
         def job(progress: Any, cancel: Any) -> dict:
             from magnipath.magnification import estimate, suggest_mpp
@@ -158,13 +248,49 @@ class MagnificationWidget(JobWidget):
                            progress=progress, cancel=cancel)
             return {"result": res, "origin": origin}
 
-        return self.start(job, "Magnification", lambda r: self._show(r, layer, meta.get("mpp")),
+        return self.start(job, "Magnification", lambda r: self._show(r, layer, model),
                           busy=[self.run_button])
 
-    def _show(self, out: dict, layer: Any, known_mpp: float | None) -> None:
+    def apply(self, *_: Any) -> float | None:
+        """Set the estimated layer's scale to the estimate (the Apply as layer scale button)."""
+        if self._target is None or self.result is None:
+            show_error("Apply: estimate the magnification of a layer first")
+            return None
+        layer, source = self._target
+        try:
+            if layer not in self._viewer.layers:
+                raise MagnipathError(f"Apply: the layer {layer.name!r} was closed")
+            mpp = apply_estimate(layer, self.result, source)
+        except MagnipathError as e:
+            show_error(str(e))
+            return None
+        if TILES_LAYER in self._viewer.layers:  # keep the voting tiles on their pixels
+            tiles = self._viewer.layers[TILES_LAYER]
+            tiles.scale, tiles.units = (mpp, mpp), ("um", "um")
+            tiles.translate = tuple(np.asarray(layer.translate, float)[-2:] - mpp / 2)
+        text = (f"{layer.name}: scale set to {mpp:.4g} µm/px ({10 / mpp:.3g}x), an ESTIMATE "
+                f"({source}); Tiling and Inference now use it. Other layers opened in pixels "
+                "keep their scale.")
+        self._viewer.reset_view()  # the world moved from pixels to µm
+        self.applied_label.value = text
+        self.apply_button.enabled = False
+        self.say(f"Applied the estimated scale {mpp:.4g} µm/px to {layer.name}")
+        show_warning(text)
+        return mpp
+
+    def _show(self, out: dict, layer: Any, model: str | None) -> None:
+        from magnipath.magnification._suggest import estimate_source
+
         res = out["result"]
         self.result = res
-        self.result_label.value = describe(res, known_mpp)
+        meta = (layer.metadata or {}).get("magnipath") or {}
+        known, known_source = meta.get("mpp"), meta.get("mpp_source")
+        self.result_label.value = describe(res, known, known_source)
+        source = res.get("mpp_source") or estimate_source(res.get("method"), model)
+        self._target = (layer, source)
+        self.applied_label.value = ""
+        self.apply_button.enabled = bool(res.get("mpp_estimate")) and (
+            not known or _is_estimated(known_source))
         self.say(f"Estimated magnification: {_fmt(res.get('magnification'))} (an estimate)")
         show_info(f"Magnification: {self.message}")
         origin = out["origin"]

@@ -7,8 +7,11 @@
   on screen at the level it shows, never level 0 whole. ``scale`` is the mpp
   (world coordinates in µm, see :mod:`._frames`). ``layer.metadata["magnipath"]``
   holds ``kind="slide"``, ``path``, ``mpp`` (``None`` when the file has none:
-  the world unit is then the level-0 pixel), ``mpp_source`` and ``slide`` (the
-  open :class:`magnipath.slide.Slide`, kept open while the layer lives).
+  the world unit is then the level-0 pixel), ``mpp_source`` (``"unknown"``
+  then; ``"estimated (...)"`` once the Magnification widget applied an
+  estimate) and ``slide`` (the open :class:`magnipath.slide.Slide`, kept open
+  while the layer lives). A slide without mpp opens anyway, in pixels, with a
+  warning that points to the Magnification widget.
 * QuPath GeoJSON (``.geojson``, ``.json``, gzip too) opens as a Shapes layer
   (polygons with their holes, lines) and/or a Points layer (points); see
   :mod:`._layers`. The reader claims only files that parse as QuPath GeoJSON.
@@ -42,6 +45,8 @@ SLIDE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".svs")
 OPENSLIDE_SUFFIXES = (".mrxs", ".ndpi", ".vms", ".vmu", ".scn", ".bif", ".svslide")
 """Suffixes only openslide reads."""
 GEOJSON_SUFFIXES = (".geojson", ".json", ".geojson.gz", ".json.gz")
+UNKNOWN = "unknown"
+"""``metadata["magnipath"]["mpp_source"]`` of a slide whose file gives no mpp."""
 
 
 def _single(path: str | list[str]) -> str | None:
@@ -97,7 +102,7 @@ def slide_layer_data(slide: Slide, mpp: float | None, name: str | None = None) -
     """
     levels = slide.zarr_levels()
     meta = {"magnipath": {"kind": "slide", "path": str(Path(slide.path).resolve()),
-                          "mpp": mpp, "mpp_source": slide.mpp_source if mpp else None,
+                          "mpp": mpp, "mpp_source": slide.mpp_source if mpp else UNKNOWN,
                           "slide": slide}}
     kwargs = {"name": name or Path(slide.path).name, "rgb": True,
               "multiscale": True, "contrast_limits": [0, 255],
@@ -117,9 +122,16 @@ def read_slide(path: str | os.PathLike, mpp: float | None = None) -> list[LayerD
     """
     slide, known = open_slide_for_viewing(path, mpp)
     if known is None:
-        show_warning(f"{path}: the file gives no pixel size (mpp); it is shown in pixels. "
-                     "Re-open it from a script with mpp=... to work in µm.")
+        show_warning(no_mpp_notice(path))
     return [slide_layer_data(slide, known)]
+
+
+def no_mpp_notice(path: str | os.PathLike) -> str:
+    """The warning shown when a slide without mpp is opened (in pixels)."""
+    return (f"{Path(path).name}: the file gives no pixel size (mpp); it is shown in pixels "
+            "(scale 1) and tiling/inference need an mpp. Estimate it from the pixels in "
+            "Plugins > MagniPath > Magnification (Region: whole image), check it, and press "
+            "'Apply as layer scale'; or re-open it from a script with mpp=... if you know it.")
 
 
 def get_slide_reader(path: str | list[str]) -> ReaderFunction | None:

@@ -35,7 +35,7 @@ def emit_summary(summary: dict, *, as_json: bool) -> None:
 
 def print_error(command: str, err: Exception) -> None:
     """One paragraph on stderr: what went wrong and what to do."""
-    msg = textwrap.fill(str(err), width=100, subsequent_indent="  ")
+    msg = textwrap.fill(str(err), width=100, subsequent_indent="  ", break_on_hyphens=False)
     print(f"magnipath {command}: error: {msg}", file=sys.stderr)
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from magnipath._errors import MagnipathError
+from magnipath._errors import MagnipathError, SlideError
+from magnipath.cli.magnification import mpp_option
 
 NAME = "infer"
 HELP = "whole-slide inference with a trained model"
@@ -56,9 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probabilities", action="store_true",
                    help="also store per-class probabilities (uint8) in the zarr store")
     p.add_argument("--workers", type=int, default=2, help="reader threads (count, default 2)")
-    p.add_argument("--mpp", type=float, default=None,
+    p.add_argument("--mpp", type=mpp_option, default=None, metavar="UM|estimate[:MODEL_DIR]",
                    help="level-0 resolution in µm/px for slides without (or with wrong) "
-                        "metadata")
+                        "metadata; 'estimate' (or 'estimate:MODEL_DIR' with a magnification "
+                        "model) estimates it from the pixels of slides whose file has none "
+                        "(an estimate: recorded as such in the summary and the store)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an output that holds another run's result")
     p.add_argument("--qupath-project", type=Path, default=None,
@@ -103,6 +106,29 @@ def _region(text: str | None) -> tuple[float, float, float, float] | None:
     return (x, y, w, h)
 
 
+def _slide_mpp(option, slide: Path, progress) -> tuple[float | None, dict]:
+    """The mpp to pass for ``slide`` and, when it is an estimate, what to record about it."""
+    if option is None or isinstance(option, float):
+        return option, {}
+    mpp, source, details = option.resolve(slide, progress=progress)  # --mpp estimate[:MODEL]
+    if details is None:  # the file gives one: no estimate needed
+        return None, {}
+    return mpp, {"mpp": mpp, "mpp_source": source,
+                 "mpp_estimate": {k: details.get(k) for k in
+                                  ("magnification", "method", "votes", "n_tiles", "note")}}
+
+
+def _record_estimate(store: Path, estimated: dict) -> None:
+    """Say in the prediction store's metadata that the slide's mpp was estimated."""
+    import zarr
+
+    root = zarr.open_group(store, mode="r+")
+    meta = dict(root.attrs["magnipath"])
+    meta.update(slide_mpp=estimated["mpp"], slide_mpp_source=estimated["mpp_source"],
+                slide_mpp_estimate=estimated["mpp_estimate"])
+    root.attrs["magnipath"] = meta
+
+
 def run(args: argparse.Namespace, progress) -> dict:
     from magnipath.infer import InferConfig, infer_slide, prediction_objects
 
@@ -115,13 +141,23 @@ def run(args: argparse.Namespace, progress) -> dict:
     object_type = args.object_type.rstrip("s")
     results = []
     for slide, image_name in _targets(args):
-        res = infer_slide(slide, args.model, args.out, cfg, mpp=args.mpp, progress=progress)
+        mpp, estimated = _slide_mpp(args.mpp, slide, progress)
+        try:
+            res = infer_slide(slide, args.model, args.out, cfg, mpp=mpp, progress=progress)
+        except SlideError as e:
+            if args.mpp is None and "suggest-mpp" in str(e):  # the file has no mpp
+                raise SlideError(f"{e} Or let infer estimate it and use it: --mpp estimate "
+                                 "(or estimate:MODEL_DIR); the summary and the prediction "
+                                 "store then record the mpp as estimated.") from e
+            raise
+        if estimated:
+            _record_estimate(res.store, estimated)
         entry = {"slide": str(slide), "store": str(res.store), "label_shape": res.out_shape,
                  "target_mpp": res.target_mpp, "windows": res.n_windows,
                  "skipped_no_tissue": res.n_skipped, "resumed_chunks": res.n_resumed_chunks,
                  "windows_run": res.windows_run, "already_complete": res.already_complete,
                  "seconds": round(res.seconds, 2), "windows_per_s": round(res.windows_per_s, 2),
-                 "device": res.device}
+                 "device": res.device, **estimated}
         if args.geojson or args.qupath_project is not None:
             objs = prediction_objects(res.store, classes=classes, min_area_um2=args.min_area,
                                       simplify_um=args.simplify, object_type=object_type,

@@ -12,13 +12,18 @@ Actions:
                          and baseline on held-out slides
 
 Every answer is an estimate from image content and is labelled as one.
-Magnification = 10 / mpp (40x = 0.25 µm/px).
+Magnification = 10 / mpp (40x = 0.25 µm/px). A checked suggest-mpp answer is passed on
+with --mpp (magnipath infer SLIDE --mpp 0.5); 'magnipath infer ... --mpp estimate[:MODEL]'
+and 'magnipath tile ... --mpp-override estimate[:MODEL]' estimate and use it themselves
+for slides without mpp, and record that they did.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
+from typing import Any
 
 from magnipath._errors import MagnipathError
 
@@ -119,6 +124,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _common(v)
 
 
+def mpp_option(text: str) -> float | Any:
+    """argparse type of an mpp option: a number of µm/px, or ``estimate[:MODEL_DIR]``.
+
+    Returns
+    -------
+    float or MppEstimate
+        The number (> 0), or a :class:`~magnipath.magnification._suggest.MppEstimate`
+        request (the baseline, or the model folder after the colon).
+    """
+    from magnipath.magnification._suggest import MppEstimate
+
+    try:
+        request = MppEstimate.parse(text)
+    except MagnipathError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if request is not None:
+        return request
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give µm per pixel (0.25 = 40x, 0.5 = 20x), or 'estimate' / "
+            "'estimate:MODEL_DIR' to estimate it from the pixels of slides without one")
+    return value
+
+
 def _floats(text: str, what: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",") if v.strip()]
@@ -158,7 +191,12 @@ def _run(args: argparse.Namespace, progress) -> dict:
         res = []
         for path in args.slides:
             mpp, details = mg.suggest_mpp(path, model, n_tiles=args.tiles, progress=progress)
-            res.append({"slide": str(path), "mpp_estimate": mpp, **details})
+            entry = {"slide": str(path), "mpp_estimate": mpp, **details}
+            if mpp is not None:
+                entry["use"] = (f"an estimate: check it, then e.g. 'magnipath infer "
+                                f"{shlex.quote(str(path))} --mpp {mpp:.4g} ...' (tile: "
+                                f"--mpp-override {mpp:.4g})")
+            res.append(entry)
         return {"slides": res} if len(res) > 1 else res[0]
     if args.action == "make-data":
         return _make_data(args, progress)

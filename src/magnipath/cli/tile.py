@@ -23,10 +23,12 @@ from __future__ import annotations
 import argparse
 import csv
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from magnipath._errors import SlideError, TilingError
+from magnipath.cli.magnification import mpp_option
 from magnipath.progress import ProgressCallback
 
 if TYPE_CHECKING:
@@ -101,9 +103,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "repeatable; default group = slide name")
     p.add_argument("--groups", metavar="CSV",
                    help="CSV file with columns slide,group (slide = file name without extension)")
-    p.add_argument("--mpp-override", type=float, metavar="UM",
+    p.add_argument("--mpp-override", type=mpp_option, metavar="UM|estimate[:MODEL_DIR]",
                    help="level-0 resolution of the slides in µm per pixel, when the files lack "
-                        "it or it is wrong")
+                        "it or it is wrong; 'estimate' (or 'estimate:MODEL_DIR') estimates it "
+                        "from the pixels of slides whose file has none (an estimate: listed "
+                        "as such in the summary)")
     p.add_argument("--tissue-mpp", type=float, default=8.0, metavar="UM",
                    help="resolution of the tissue mask in µm per pixel (default 8)")
     p.add_argument("--workers", type=int, default=2,
@@ -240,15 +244,46 @@ def run(args: argparse.Namespace, progress: ProgressCallback) -> dict:
     from magnipath.tiling import TilingWarning, make_dataset
 
     config = _config(args)
-    sources = _sources(args)
+    request = args.mpp_override if not isinstance(args.mpp_override, float | None) else None
+    if request is not None:  # --mpp-override estimate[:MODEL_DIR]: sources without, then each
+        args.mpp_override = None
+        try:
+            sources = _sources(args)
+        finally:
+            args.mpp_override = request
+    else:
+        sources = _sources(args)
+    estimated = _estimate_mpps(sources, request, progress) if request is not None else {}
+    if estimated:
+        sources = [replace(s, mpp=estimated[s.id]["mpp"]) if s.id in estimated else s
+                   for s in sources]
     class_map = ClassMap.parse(args.classes) if args.classes else None
     with warnings.catch_warnings():  # they are listed in the summary's "warnings"
         warnings.simplefilter("ignore", TilingWarning)
         try:
-            return make_dataset(sources, args.out, class_map=class_map, config=config,
-                                progress=progress)
+            summary = make_dataset(sources, args.out, class_map=class_map, config=config,
+                                   progress=progress)
         except SlideError as e:
             if args.mpp_override is None and "--mpp" in str(e):
                 raise SlideError(f"{e} For `magnipath tile`, --mpp is the target resolution: "
-                                 "give the scan's resolution with --mpp-override.") from e
+                                 "give the scan's resolution with --mpp-override (or "
+                                 "--mpp-override estimate[:MODEL_DIR] to estimate and use it; "
+                                 "the summary then lists it as estimated).") from e
             raise
+    if estimated:
+        summary = {**summary, "estimated_mpp": estimated}
+    return summary
+
+
+def _estimate_mpps(sources: list, request, progress: ProgressCallback) -> dict[str, dict]:
+    """Estimated level-0 mpp of the sources whose files give none, by slide id."""
+    out = {}
+    for s in sources:
+        if s.mpp is not None:  # a QuPath project's own mpp
+            continue
+        mpp, source, details = request.resolve(s.path, progress=progress)
+        if details is not None:
+            out[s.id] = {"mpp": mpp, "mpp_source": source,
+                         "magnification": details.get("magnification"),
+                         "votes": details.get("votes"), "n_tiles": details.get("n_tiles")}
+    return out

@@ -65,12 +65,19 @@ from magnipath.magnification._predict import (
     read_image,
     summarise,
 )
-from magnipath.magnification._suggest import suggest_mpp
+from magnipath.magnification._suggest import (
+    ESTIMATED,
+    MppEstimate,
+    estimate_source,
+    file_mpp,
+    suggest_mpp,
+)
 from magnipath.magnification._train import MagTrainConfig, fit_regressor, train
 
 __all__ = [
     "ALPHA",
     "DEFAULT_TABLE",
+    "ESTIMATED",
     "MAGNIFICATIONS",
     "PATCH",
     "AreaTable",
@@ -80,6 +87,7 @@ __all__ = [
     "MagTrainConfig",
     "MagnificationError",
     "MagnificationModel",
+    "MppEstimate",
     "baseline_area",
     "baseline_areas",
     "calibrate_baseline",
@@ -87,7 +95,9 @@ __all__ = [
     "closest_magnification",
     "complete_blob_areas",
     "estimate",
+    "estimate_source",
     "evaluate",
+    "file_mpp",
     "fit_regressor",
     "fuse",
     "haematoxylin",

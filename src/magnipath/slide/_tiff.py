@@ -48,11 +48,21 @@ class TiffUnreadable(SlideError):
 
 
 def no_mpp_message(path: Path) -> str:
-    """The error text for a slide without a resolution in its metadata."""
+    """The error text for a slide without a resolution in its metadata.
+
+    It says how to give the resolution and, when it is not known, how to get an
+    estimate from the pixels (``magnipath magnification suggest-mpp``).
+    """
+    import shlex
+
     return (f"{path}: the file holds no microns-per-pixel (no OME PhysicalSizeX, Aperio "
             "MPP/AppMag, or TIFF resolution in cm/inch), so magnifications cannot be "
             "computed. Give the scan resolution yourself: --mpp 0.25 on the command line "
-            "(0.25 µm/px = 40x, 0.5 = 20x), or mpp=0.25 in Python (open_slide(path, mpp=0.25)).")
+            "(0.25 µm/px = 40x, 0.5 = 20x), or mpp=0.25 in Python (open_slide(path, mpp=0.25)). "
+            "If you do not know it, estimate it from the pixels: `magnipath magnification "
+            f"suggest-mpp {shlex.quote(str(path))} [--model MODEL_DIR]` (or `magnipath info`) "
+            "prints an ESTIMATE (from nucleus sizes; without a trained model the rough "
+            "baseline); check it (scanner, objective) before passing it on with --mpp.")
 
 
 class _Shared:
