@@ -136,11 +136,17 @@ def first_batches(slide_path, card, args) -> list:
             for i in range(0, len(imgs), args.batch_size)]
 
 
-def model_only(net, batches, warmup: int = 2) -> float:
-    """Windows per second of ``net(x)`` over the prepared batches."""
+def model_only(net, batches, amp=None, warmup: int = 2) -> float:
+    """Windows per second of ``net(x)`` over the prepared batches, under the engine's
+    precision (``amp``: autocast dtype or None, channels-last tensors with it)."""
     import torch
 
-    with torch.inference_mode():
+    if amp is not None:
+        net.to(memory_format=torch.channels_last)
+        batches = [[x.contiguous(memory_format=torch.channels_last) for x in b]
+                   for b in batches]
+    with torch.inference_mode(), torch.autocast("cpu", dtype=amp or torch.float32,
+                                                enabled=amp is not None):
         for x in batches[:warmup]:
             net(x)
         t0 = time.perf_counter()
@@ -169,11 +175,14 @@ def main() -> None:
                     help="batches of the model-only measurement")
     ap.add_argument("--out", default=None, help="prediction folder (default: a temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the prediction store")
+    ap.add_argument("--no-amp", action="store_true",
+                    help="float32 (default: the engine's default, bf16 on AMX/AVX512-BF16 CPUs)")
     ap.add_argument("--jsonl", default=None)
     args = ap.parse_args()
 
     import torch
 
+    from magnipath.device import amp_dtype
     from magnipath.infer import InferConfig, infer_slide, store_path
 
     rss0 = rss_mb()
@@ -181,10 +190,11 @@ def main() -> None:
     net.eval()
     n_params = sum(p.numel() for p in net.parameters())
     batches = first_batches(args.slide, card, args)
-    mo_before = model_only(net, batches)
+    amp = amp_dtype(torch.device("cpu"), not args.no_amp)
+    mo_before = model_only(net, batches, amp)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="magnipath-seg-"))
     cfg = InferConfig(batch_size=args.batch_size, device="cpu", workers=args.workers,
-                      tissue_mask=not args.no_tissue_mask, overwrite=True)
+                      tissue_mask=not args.no_tissue_mask, overwrite=True, amp=not args.no_amp)
     store = store_path(out, args.slide)
     if store.exists():
         shutil.rmtree(store)
@@ -193,7 +203,7 @@ def main() -> None:
         t0 = time.perf_counter()
         res = infer_slide(args.slide, (net, card), out, cfg)
         wall = time.perf_counter() - t0
-    mo_after = model_only(net, batches)
+    mo_after = model_only(net, batches, amp)
     mo = (mo_before + mo_after) / 2
     e2e = res.windows_run / wall
     t = res.timings
@@ -201,6 +211,7 @@ def main() -> None:
         "bench": "segmentation", "engine": "magnipath", "slide": Path(args.slide).name,
         **desc, "model_params": n_params, "batch": args.batch_size, "patch": args.patch,
         "mpp": args.mpp, "n_inputs": card.input_geometry.n_inputs,
+        "precision": "float32" if amp is None else str(amp).removeprefix("torch."),
         "tissue_mask": "none" if args.no_tissue_mask else "otsu (magnipath.tissue, 8 µm/px)",
         "workers": args.workers, "torch_threads": torch.get_num_threads(),
         "label_shape": list(res.out_shape), "n_windows_grid": res.n_windows,

@@ -241,7 +241,8 @@ class ModelCard:
 
 # -- normalisation ----------------------------------------------------------------------
 def normalize_inputs(images: torch.Tensor | np.ndarray,
-                     normalisation: dict | None = None) -> list[torch.Tensor]:
+                     normalisation: dict | None = None, *,
+                     channels_last: bool = False) -> list[torch.Tensor]:
     """Turn a uint8 batch into the list of model inputs.
 
     Parameters
@@ -251,6 +252,10 @@ def normalize_inputs(images: torch.Tensor | np.ndarray,
         or ``(n_inputs, S, S, 3)`` for one sample.
     normalisation : dict, optional
         ``card.normalisation``; :data:`DEFAULT_NORMALISATION` when None.
+    channels_last : bool
+        Return the tensors in channels-last memory format (same shape and
+        values; the layout fast convolutions want on CPUs with bfloat16 and on
+        GPUs under mixed precision).
 
     Returns
     -------
@@ -269,7 +274,8 @@ def normalize_inputs(images: torch.Tensor | np.ndarray,
     mean = torch.tensor(norm["mean"], dtype=torch.float32, device=x.device).view(1, 1, 3, 1, 1)
     std = torch.tensor(norm["std"], dtype=torch.float32, device=x.device).view(1, 1, 3, 1, 1)
     x = (x - mean) / std
-    return [x[:, k].contiguous() for k in range(x.shape[1])]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return [x[:, k].contiguous(memory_format=fmt) for k in range(x.shape[1])]
 
 
 # -- checkpoints ------------------------------------------------------------------------

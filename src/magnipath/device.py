@@ -3,7 +3,10 @@
 ``device="auto"`` picks CUDA when a CUDA GPU is usable, then Apple's MPS, then
 the CPU. Mixed precision (AMP) is used on CUDA only: bfloat16 where the GPU
 supports it (Ampere and newer; no gradient scaler needed), float16 with a
-gradient scaler otherwise. On MPS and CPU training runs in float32.
+gradient scaler otherwise. On a CPU with native bfloat16 arithmetic (Intel AMX
+or AVX512-BF16) mixed precision means bfloat16 autocast, several times faster
+than float32 there (measured in ``docs/benchmarks.md``); on other CPUs and on
+MPS everything runs in float32.
 """
 
 from __future__ import annotations
@@ -89,17 +92,41 @@ def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
     Returns
     -------
     torch.dtype or None
-        ``torch.bfloat16`` on CUDA GPUs that support it, ``torch.float16`` on
-        older CUDA GPUs (then train with a gradient scaler, see
-        :func:`needs_grad_scaler`), ``None`` on CPU/MPS or when disabled.
+        ``torch.bfloat16`` on CUDA GPUs that support it and on CPUs with native
+        bfloat16 (:func:`cpu_has_native_bf16`), ``torch.float16`` on older CUDA
+        GPUs (then train with a gradient scaler, see :func:`needs_grad_scaler`),
+        ``None`` on other CPUs, on MPS or when disabled.
     """
     import torch
 
-    if not enabled or device.type != "cuda":
+    if not enabled:
+        return None
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    if device.type != "cuda":
         return None
     if torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (Intel AMX tiles or AVX512-BF16).
+
+    Elsewhere oneDNN emulates bfloat16, which is slower than float32, so
+    :func:`amp_dtype` keeps float32 on such CPUs.
+    """
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        fn = getattr(cpu, probe, None)
+        try:
+            if fn is not None and fn():
+                return True
+        except (RuntimeError, OSError):  # a probe the build lacks behaves as "no"
+            continue
+    return False
 
 
 def needs_grad_scaler(dtype: torch.dtype | None) -> bool:

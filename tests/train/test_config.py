@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from magnipath._errors import ModelError
-from magnipath.device import DeviceError, amp_dtype, needs_grad_scaler, resolve_device
+from magnipath.device import (
+    DeviceError,
+    amp_dtype,
+    cpu_has_native_bf16,
+    needs_grad_scaler,
+    resolve_device,
+)
 from magnipath.train import TrainConfig
 
 
@@ -46,8 +52,11 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA"):
             resolve_device("cuda")
-    assert amp_dtype(torch.device("cpu"), True) is None
+    cpu_amp = torch.bfloat16 if cpu_has_native_bf16() else None
+    assert amp_dtype(torch.device("cpu"), True) == cpu_amp
+    assert amp_dtype(torch.device("cpu"), False) is None
     assert amp_dtype(torch.device("cuda"), False) is None
+    assert amp_dtype(torch.device("mps"), True) is None
     assert needs_grad_scaler(torch.float16) and not needs_grad_scaler(torch.bfloat16)
 
 

@@ -31,10 +31,11 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.layers import Image, Shapes
+from napari.layers import Shapes
 from napari.utils.notifications import show_error, show_info
 
 from magnipath._errors import MagnipathError, ModelError
+from magnipath._napari._forms import REGIONS, RegionFields, slide_field
 from magnipath._napari._jobs import (
     DEVICES,
     JobWidget,
@@ -52,15 +53,13 @@ from magnipath._napari._predictions import (
     run_inference,
 )
 from magnipath._napari._qupath import AS_TYPES, availability, push_objects
-from magnipath._napari._regions import shapes_box, view_box
 from magnipath._napari._to_objects import layer_to_objects
 from magnipath._napari._worker import CoreRun
 
 if TYPE_CHECKING:
     import napari
 
-REGIONS = ("whole slide", "current view", "drawn shapes")
-"""Region choices; "drawn shapes" = bounding box of the selected shapes (all if none)."""
+__all__ = ["REGIONS", "InferenceWidget", "card_html"]
 
 
 def card_html(model_dir: Path) -> str:
@@ -96,15 +95,13 @@ class InferenceWidget(JobWidget):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        self._viewer = napari_viewer
-        self.image = ComboBox(label="Slide image", choices=layer_choices(napari_viewer, Image))
+        self.image = slide_field(napari_viewer)
         self.model = FileEdit(label="Model folder", mode="d",
                               tooltip="A folder written by Training / 'magnipath train'")
         self.card = Label(value="")
-        self.region = ComboBox(label="Region", choices=REGIONS, value=REGIONS[0])
-        self.shapes = ComboBox(label="Region shapes", nullable=True,
-                               choices=layer_choices(napari_viewer, Shapes),
-                               tooltip="Bounding box of its selected shapes (all if none)")
+        self._regions = RegionFields(napari_viewer, "Bounding box of its selected shapes "
+                                                    "(all if none)")
+        self.region, self.shapes = self._regions.region, self._regions.shapes
         self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
         self.batch_size = SpinBox(label="Batch size", value=8, min=1, max=4096,
                                   tooltip="Windows per forward pass")
@@ -140,7 +137,6 @@ class InferenceWidget(JobWidget):
             self.objects, self.geojson, self.export_button, self.project, self.qupath_image,
             self.as_type, self.push_button, self.qupath_status])
         self.model.changed.connect(self._show_card)
-        self.region.changed.connect(self._toggle_region)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.export_button.changed.connect(self.export_geojson)
@@ -151,7 +147,7 @@ class InferenceWidget(JobWidget):
         self.qupath_status.value = "" if self.qupath_ok else f"QuPath: {self.qupath_reason}"
         wrap_label(self.qupath_status)
         wrap_label(self.card)
-        self._toggle_region()
+        self._regions.toggle()
 
     # -- reactions --------------------------------------------------------------------------------
     def _show_card(self, *_: Any) -> None:
@@ -160,21 +156,10 @@ class InferenceWidget(JobWidget):
         except MagnipathError as e:
             self.card.value = str(e)[:300]
 
-    def _toggle_region(self, *_: Any) -> None:
-        self.shapes.visible = self.region.value == REGIONS[2]
-
     # -- values -> core arguments (main thread) ---------------------------------------------------
     def region_box(self) -> tuple[int, int, int, int] | None:
         """Level-0 ``(x, y, w, h)`` of the chosen region (``None``: the whole slide)."""
-        image = self.image.value
-        if self.region.value == REGIONS[1]:
-            return view_box(self._viewer, image)
-        if self.region.value == REGIONS[2]:
-            if self.shapes.value is None:
-                raise MagnipathError("Region shapes: draw a rectangle in a Shapes layer over "
-                                     "the slide and pick that layer")
-            return shapes_box(self.shapes.value, image)
-        return None
+        return self._regions.box(self.image.value)
 
     def _classes(self) -> list[str] | None:
         names = [s.strip() for s in self.classes.value.split(",") if s.strip()]

@@ -32,17 +32,18 @@ def layer_choices(viewer: Any, *types: type) -> Callable[[Any], list[tuple[str, 
 
 
 def path_value(widget: Any, field: str, error: type[MagnipathError] = MagnipathError,
-               *, must_exist: bool = False) -> Path:
+               *, must_exist: bool = False, missing: str = "choose one first") -> Path:
     """The path typed or chosen in a magicgui ``FileEdit``, resolved.
 
     Raises
     ------
     MagnipathError (``error``)
-        When nothing was chosen, or ``must_exist`` and it does not exist.
+        When nothing was chosen (``"{field}: {missing}"``), or ``must_exist``
+        and it does not exist.
     """
     raw = str(widget.line_edit.value).strip()
     if not raw or raw == ".":
-        raise error(f"{field}: choose one first")
+        raise error(f"{field}: {missing}")
     path = Path(raw).expanduser().resolve()
     if must_exist and not path.exists():
         raise error(f"{field}: {path} does not exist")

@@ -29,10 +29,11 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.layers import Image, Points, Shapes
+from napari.layers import Points
 from napari.utils.notifications import show_error, show_info
 
 from magnipath._errors import MagnipathError
+from magnipath._napari._forms import REGIONS, RegionFields, slide_field
 from magnipath._napari._jobs import (
     DEVICES,
     JobWidget,
@@ -48,14 +49,13 @@ from magnipath._napari._mitosis import (
     train_model,
 )
 from magnipath._napari._predictions import add_layer_data
-from magnipath._napari._regions import shapes_box, view_box
 from magnipath._napari._to_objects import layer_to_objects
 from magnipath._napari._worker import CoreRun
 
 if TYPE_CHECKING:
     import napari
 
-REGIONS = ("whole slide", "current view", "drawn shapes")
+__all__ = ["REGIONS", "MitosisWidget"]
 
 
 def _device(name: str) -> str:
@@ -76,14 +76,12 @@ class MitosisWidget(JobWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         from magnipath.mitosis import LOSSES, STAINS
 
-        self._viewer = napari_viewer
-        self.image = ComboBox(label="Slide image", choices=layer_choices(napari_viewer, Image))
+        self.image = slide_field(napari_viewer)
         self.points = ComboBox(label="Mitoses (points)", nullable=True,
                                choices=layer_choices(napari_viewer, Points),
                                tooltip="The mitoses marked on the slide (training labels)")
-        self.region = ComboBox(label="Region", choices=REGIONS, value=REGIONS[0])
-        self.shapes = ComboBox(label="Region shapes", nullable=True,
-                               choices=layer_choices(napari_viewer, Shapes))
+        self._regions = RegionFields(napari_viewer)
+        self.region, self.shapes = self._regions.region, self._regions.shapes
         self.tile = SpinBox(label="Tile (px)", value=64, min=16, max=1024, step=16,
                             tooltip="Tile side in pixels (Pearce: 64 or 256)")
         self.magnification = FloatSpinBox(label="Tile magnification (x)", value=0.0, min=0.0,
@@ -127,25 +125,11 @@ class MitosisWidget(JobWidget):
             Container(widgets=[self.train_button, self.detect_button, self.cancel_button],
                       layout="horizontal", labels=False),
             self.threshold, self.detections, self.geojson, self.export_button])
-        self.region.changed.connect(self._toggle_region)
         self.train_button.changed.connect(self.train)
         self.detect_button.changed.connect(self.detect)
         self.cancel_button.changed.connect(self.cancel)
         self.export_button.changed.connect(self.export_geojson)
-        self._toggle_region()
-
-    def _toggle_region(self, *_: Any) -> None:
-        self.shapes.visible = self.region.value == REGIONS[2]
-
-    def _region(self, image: Any) -> tuple[int, int, int, int] | None:
-        if self.region.value == REGIONS[1]:
-            return view_box(self._viewer, image)
-        if self.region.value == REGIONS[2]:
-            if self.shapes.value is None:
-                raise MagnipathError("Region shapes: draw a rectangle in a Shapes layer and "
-                                     "pick that layer")
-            return shapes_box(self.shapes.value, image)
-        return None
+        self._regions.toggle()
 
     def _configs(self) -> tuple[Any, Any]:
         from magnipath.mitosis import MitosisError, MitosisTrainConfig, TileConfig
@@ -180,7 +164,7 @@ class MitosisWidget(JobWidget):
                 raise MagnipathError("Mitoses (points): mark the mitoses in a Points layer "
                                      "over the slide and pick it")
             points = points_xy(self.points.value, image)
-            region = self._region(image)
+            region = self._regions.box(image)
             tile_config, train_config = self._configs()
             out = path_value(self.model, "Model folder")
             overwrite = bool(self.overwrite.value)
@@ -211,7 +195,7 @@ class MitosisWidget(JobWidget):
             image = self.image.value
             slide, mpp = slide_of(image)
             model = path_value(self.model, "Model folder", must_exist=True)
-            region = self._region(image)
+            region = self._regions.box(image)
             threshold, device = float(self.threshold.value), self.device.value
         except MagnipathError as e:
             show_error(str(e))

@@ -63,7 +63,6 @@ class QuPathWidget(JobWidget):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        self._viewer = napari_viewer
         self.availability = Label(value="")
         self.project = FileEdit(label="QuPath project", mode="r", filter="*.qpproj")
         self.open_button = PushButton(text="Open project")
@@ -100,6 +99,15 @@ class QuPathWidget(JobWidget):
         if not self.available:
             raise MagnipathError(f"QuPath is not available: {self.reason}")
 
+    def _project_image(self, missing: str) -> tuple[Any, Any]:
+        """The project path and the chosen image; ``missing`` says what to do without one."""
+        self._check()
+        project = path_value(self.project, "QuPath project", must_exist=True)
+        info = self.images.value
+        if info is None:
+            raise MagnipathError(f"Image: {missing}")
+        return project, info
+
     # -- actions ----------------------------------------------------------------------------------
     def open_project(self, *_: Any) -> CoreRun | None:
         """List the project's images (Open project)."""
@@ -124,11 +132,7 @@ class QuPathWidget(JobWidget):
         if self.busy():
             return None
         try:
-            self._check()
-            project = path_value(self.project, "QuPath project", must_exist=True)
-            info = self.images.value
-            if info is None:
-                raise MagnipathError("Image: open the project and pick an image first")
+            project, info = self._project_image("open the project and pick an image first")
         except MagnipathError as e:
             show_error(str(e))
             return None
@@ -149,11 +153,8 @@ class QuPathWidget(JobWidget):
         if self.busy():
             return None
         try:
-            self._check()
-            project = path_value(self.project, "QuPath project", must_exist=True)
-            info = self.images.value
-            if info is None:
-                raise MagnipathError("Image: open the project and pick the image to write to")
+            project, info = self._project_image("open the project and pick the image to "
+                                                "write to")
             layer = self.layer.value
             if layer is None:
                 raise MagnipathError("Predictions layer: pick a Shapes layer (e.g. the "

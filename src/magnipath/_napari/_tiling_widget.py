@@ -4,7 +4,7 @@ The widget only collects values. On the main thread it turns the chosen
 annotations layer into QuPath objects on the slide's level 0
 (:func:`._layers.layer_to_objects`) and the fields into a
 :class:`magnipath.tiling.TilingConfig`; then it runs one core call in a thread
-worker (:func:`._worker.run_core`):
+worker (:class:`._jobs.JobWidget`, :func:`._worker.run_core`):
 
 * **Preview grid**: :func:`magnipath.tiling.tile_grid` and
   :func:`magnipath.tissue.detect_tissue`; adds a Shapes layer of the target
@@ -25,19 +25,20 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSpinBox,
-    Label,
     LineEdit,
     PushButton,
     SpinBox,
 )
-from napari.layers import Image, Points, Shapes
+from napari.layers import Points, Shapes
 from napari.utils.colormaps import DirectLabelColormap
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_info
 
 from magnipath._errors import MagnipathError, TilingError
+from magnipath._napari._forms import slide_field
 from magnipath._napari._frames import raster_frame, vector_frame
+from magnipath._napari._jobs import JobWidget, layer_choices, path_value, slide_of
 from magnipath._napari._layers import layer_class_colors, layer_class_names, layer_to_objects
-from magnipath._napari._worker import CoreRun, run_core
+from magnipath._napari._worker import CoreRun
 from magnipath.classes import ClassMap
 from magnipath.geometry import TileGeometry
 from magnipath.tiling import SlideSource, TilingConfig
@@ -89,7 +90,7 @@ def make_geometry(magnification: float, tile_size: int, preset: str,
     return TileGeometry.single(mpp, int(tile_size))
 
 
-class TilingWidget(Container):
+class TilingWidget(JobWidget):
     """Dock widget: tile the slide of an image layer with the annotations of a Shapes layer.
 
     Parameters
@@ -99,10 +100,9 @@ class TilingWidget(Container):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        self._viewer = napari_viewer
-        self.image = ComboBox(label="Slide image", choices=self._layer_choices(Image))
+        self.image = slide_field(napari_viewer)
         self.annotations = ComboBox(label="Annotations", nullable=True,
-                                    choices=self._layer_choices(Shapes, Points))
+                                    choices=layer_choices(napari_viewer, Shapes, Points))
         self.classes = LineEdit(label="Classes", tooltip=(
             "Class map 'Name=index,...' (e.g. 'Stroma=0,Tumor=1'); filled from the "
             "annotation classes; empty = derive it from the annotations"))
@@ -129,15 +129,12 @@ class TilingWidget(Container):
         self.preview_button = PushButton(text="Preview grid")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
-        super().__init__(widgets=[
+        super().__init__(napari_viewer, "Tiling", [
             self.image, self.annotations, self.classes, self.magnification, self.tile_size,
             self.overlap, self.preset, self.context, self.min_tissue, self.min_labelled,
             self.require, self.output,
             Container(widgets=[self.preview_button, self.run_button, self.cancel_button],
-                      layout="horizontal", labels=False),
-            self.status])
-        self.current: CoreRun | None = None
+                      layout="horizontal", labels=False)])
         self.annotations.changed.connect(self._fill_classes)
         self.preset.changed.connect(self._toggle_context)
         self.preview_button.changed.connect(self.preview)
@@ -148,11 +145,6 @@ class TilingWidget(Container):
         self._fill_classes()
 
     # -- choices ------------------------------------------------------------------------
-    def _layer_choices(self, *types: type) -> Any:
-        def choices(_: Any) -> list[tuple[str, Any]]:
-            return [(lay.name, lay) for lay in self._viewer.layers if isinstance(lay, types)]
-        return choices
-
     def _fill_classes(self, *_: Any) -> None:
         layer = self.annotations.value
         if layer is not None:
@@ -163,16 +155,13 @@ class TilingWidget(Container):
         self.context.visible = self.preset.value == CONTEXT_PRESETS[2]
 
     # -- values -> core arguments (main thread) ----------------------------------------------
-    def _slide(self) -> tuple[Any, Path, float | None]:
+    def _inputs(self) -> tuple[Any, Path, float | None, TilingConfig]:
+        """The slide layer, its file and mpp, and the validated config (main thread)."""
         image = self.image.value
-        if image is None:
-            raise TilingError("Slide image: open a slide first (File > Open, or the sample "
-                              "'MagniPath synthetic slide') and pick its layer")
-        meta = (image.metadata or {}).get("magnipath") or {}
-        if not meta.get("path"):
-            raise TilingError(f"Slide image: layer {image.name!r} was not opened by MagniPath; "
-                              "open the slide file with the MagniPath reader")
-        return image, Path(meta["path"]), meta.get("mpp")
+        path, mpp = slide_of(image, error=TilingError)
+        config = self._config()
+        config.validate()
+        return image, path, mpp, config
 
     def _config(self) -> TilingConfig:
         geometry = make_geometry(self.magnification.value, self.tile_size.value,
@@ -191,21 +180,13 @@ class TilingWidget(Container):
         colors = layer_class_colors(layer) if layer is not None else {}
         return ClassMap.parse(text, colors=colors)
 
-    def _busy(self) -> bool:
-        if self.current is not None and not self.current.done:
-            show_warning("Tiling: wait for the running job to end, or cancel it.")
-            return True
-        return False
-
     # -- actions --------------------------------------------------------------------------
     def preview(self, *_: Any) -> CoreRun | None:
         """Compute the tile grid and the tissue mask; add them as layers (Preview grid)."""
-        if self._busy():
+        if self.busy():
             return None
         try:
-            image, path, mpp = self._slide()
-            config = self._config()
-            config.validate()
+            image, path, mpp, config = self._inputs()
         except MagnipathError as e:
             show_error(str(e))
             return None
@@ -257,24 +238,19 @@ class TilingWidget(Container):
                                 edge_width=max(1.0, side / 64), features={"tissue": tissue},
                                 **vector_frame(mpp))
         self._viewer.layers.selection.active = image
-        self.status.value = (f"{n_keep} of {n_total} grid tiles have tissue >= "
-                             f"{config.min_tissue:g}")
+        self.say(f"{n_keep} of {n_total} grid tiles have tissue >= {config.min_tissue:g}")
 
     def run(self, *_: Any) -> CoreRun | None:
         """Tile the slide into the dataset folder (the Run button)."""
-        if self._busy():
+        if self.busy():
             return None
         try:
-            image, path, mpp = self._slide()
-            config = self._config()
-            config.validate()
+            image, path, mpp, config = self._inputs()
             class_map = self._class_map()
             layer = self.annotations.value
             objects = layer_to_objects(layer, image) if layer is not None else None
-            raw = str(self.output.line_edit.value).strip()
-            if not raw or raw == ".":
-                raise TilingError("Dataset folder: choose a folder to write the dataset to")
-            out = Path(raw).expanduser().resolve()
+            out = path_value(self.output, "Dataset folder", TilingError,
+                             missing="choose a folder to write the dataset to")
         except MagnipathError as e:
             show_error(str(e))
             return None
@@ -287,25 +263,11 @@ class TilingWidget(Container):
                                 progress=progress, cancel=cancel)
 
         def done(summary: dict) -> None:
-            self.status.value = f"{summary['n_tiles']} tiles written to {summary['dataset']}"
-            show_info(f"Tiling: {self.status.value}")
+            self.say(f"{summary['n_tiles']} tiles written to {summary['dataset']}")
+            show_info(f"Tiling: {self.message}")
 
         return self._start(job, "Tiling", done)
 
-    def cancel(self, *_: Any) -> None:
-        """Ask the running job to stop (the Cancel button)."""
-        if self.current is not None:
-            self.current.cancel()
-
     def _start(self, job: Any, description: str, on_returned: Any) -> CoreRun:
-        self.status.value = f"{description}..."
-
-        def finished(run: CoreRun) -> None:
-            if run.error is not None:
-                self.status.value = f"{description}: failed" if not run.cancelled \
-                    else f"{description}: cancelled"
-
-        self.current = run_core(job, description=description, on_returned=on_returned,
-                                busy=[self.run_button, self.preview_button],
-                                idle=[self.cancel_button], on_finished=finished)
-        return self.current
+        return self.start(job, description, on_returned,
+                          busy=[self.run_button, self.preview_button], idle=[self.cancel_button])

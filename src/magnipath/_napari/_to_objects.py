@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from shapely.geometry import (
     GeometryCollection,
     LineString,
@@ -29,6 +28,9 @@ from shapely.geometry.base import BaseGeometry
 from magnipath._napari._polygons import decode_polygon, ellipse_polygon
 from magnipath.types import RGB
 from qupath_bridge.objects import QuPathObject
+
+if TYPE_CHECKING:  # pandas is imported when first needed: opening a slide does not pay for it
+    import pandas as pd
 
 Transform = tuple[np.ndarray, np.ndarray]
 """``(scale_yx, offset_yx)``: level-0 ``(y, x)`` = data ``(y, x)`` * scale + offset."""
@@ -188,6 +190,8 @@ def _row_info(features: pd.DataFrame, i: int, measurements: list[str]) -> dict:
 
 
 def _features_of(attributes: dict, n: int) -> pd.DataFrame:
+    import pandas as pd
+
     f = attributes.get("features")
     f = pd.DataFrame(f) if f is not None else pd.DataFrame(index=range(n))
     return f.reset_index(drop=True)

@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--simplify", type=float, default=0.0,
                    help="simplify outlines with this tolerance, µm (default 0: exact pixel edges)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1...")
-    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--no-amp", action="store_true",
+                   help="float32 throughout: no mixed precision (bf16/fp16 on CUDA, bf16 on "
+                        "CPUs with AMX or AVX512-BF16)")
     p.add_argument("--batch-size", type=int, default=8,
                    help="windows per batch (count, default 8)")
     p.add_argument("--stride", type=int, default=None,

@@ -144,6 +144,8 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
     geometry = card.input_geometry
     _check_model(net, card)
     stride = cfg.check(geometry.target_size)
+    amp = amp_dtype(device, cfg.amp)
+    precision = "float32" if amp is None else str(amp).removeprefix("torch.")
     with open_slide(slide, mpp=mpp) as s:
         _check_magnification(s, geometry)
         region = _region(cfg.region, s)
@@ -160,7 +162,8 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
             overwrite=cfg.overwrite,
             meta={"target_mpp": geometry.target_mpp, "origin": list(region[:2]),
                   "downsample": d, "class_map": card.class_map, "slide": str(s.path),
-                  "geometry": card.geometry, "ignore_index": card.ignore_index})
+                  "geometry": card.geometry, "ignore_index": card.ignore_index,
+                  "precision": precision})
         resumed = len(store.done)
 
         def result(**kw) -> InferResult:
@@ -190,7 +193,7 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
             report(progress, "infer", 0, None)
             stats = run_windows(net, card, plan, store, keep, reader,
                                 batch_size=cfg.batch_size, device=device,
-                                amp_dtype=amp_dtype(device, cfg.amp), fill=fill,
+                                amp_dtype=amp, fill=fill,
                                 progress=progress, cancel=cancel)
             timings["run_s"] = time.perf_counter() - t0
         finally:

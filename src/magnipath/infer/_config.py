@@ -30,7 +30,10 @@ class InferConfig:
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     amp : bool
-        Mixed precision on CUDA (bf16 where supported, else fp16); ignored elsewhere.
+        Mixed precision: on CUDA bf16 where supported, else fp16; on a CPU with
+        native bf16 (Intel AMX / AVX512-BF16) bf16 autocast with channels-last
+        tensors; ignored elsewhere (float32). Labels agree with float32 on all
+        but a few pixels near class boundaries (docs/inference.md).
     tissue_mask : bool
         Skip windows without tissue (Otsu mask, :mod:`magnipath.tissue`); their
         pixels get the fill label (the "Background" class, else the ignore index).

@@ -84,7 +84,8 @@ class TrainConfig:
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
     amp : bool
-        Mixed precision on CUDA (bf16 where supported, else fp16 with a scaler).
+        Mixed precision on CUDA (bf16 where supported, else fp16 with a scaler)
+        and on CPUs with native bfloat16 (Intel AMX / AVX512-BF16: bf16 autocast).
     channels_last : bool or None
         Channels-last memory format; None = on CUDA only.
     seed : int

@@ -203,7 +203,8 @@ def train(dataset: Any, out_dir: str | Path, config: TrainConfig | None = None, 
     device = resolve_device(cfg.device)
     amp = amp_dtype(device, cfg.amp)
     if cfg.amp and amp is None:
-        warnings.append(f"--amp ignored: mixed precision is used on CUDA only (device {device})")
+        warnings.append(f"--amp ignored: mixed precision needs CUDA or a CPU with native "
+                        f"bfloat16 (AMX / AVX512-BF16); device {device} trains in float32")
     channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
     workers = default_workers(device) if cfg.num_workers is None else cfg.num_workers
 
