@@ -6,6 +6,7 @@ import math
 
 import pytest
 from napari.utils.notifications import NotificationSeverity
+from qtpy.QtCore import Qt
 
 from magnipath.checkpoint import ModelCard
 from magnipath.dataset import open_dataset
@@ -75,7 +76,9 @@ def test_cancel_stops_training_within_a_batch(training, qtbot, tiny_dataset, tmp
     seen: list = []
     widget.run_button.native.click()
     run = widget.current
-    run._relay.event.connect(lambda ev: seen.append(ev.stage))
+    # a direct connection counts each batch in the worker thread when it is reported,
+    # not when the busy main thread gets round to the queued event
+    run._relay.event.connect(lambda ev: seen.append(ev.stage), Qt.DirectConnection)
     qtbot.waitUntil(lambda: "train/batch" in seen, timeout=120_000)
     widget.cancel_button.native.click()
     at_cancel = seen.count("train/batch")

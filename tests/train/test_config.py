@@ -65,3 +65,16 @@ def test_device_choice():
 def test_amp_dtype_on_cuda():
     dt = amp_dtype(torch.device("cuda"), True)
     assert dt == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+
+
+def test_parse_rates_reads_class_rate_pairs_and_names_the_field():
+    from magnipath.train import parse_rates
+
+    assert parse_rates("Carcinoma=2, Benign=10; TLS = 3") == {"Carcinoma": 2, "Benign": 10,
+                                                             "TLS": 3}
+    assert parse_rates(" ") == {}
+    for bad in ("Carcinoma", "=3", "TLS=two", "TLS=1.5"):
+        with pytest.raises(ModelError, match="--balance: entry"):
+            parse_rates(bad)
+    with pytest.raises(ModelError, match="Balancing rates: entry 'x'"):
+        parse_rates("x", "Balancing rates")

@@ -43,24 +43,11 @@ WIDTH_ARCHS = ("dsmn-s2", "dmmn-ms", "dmmn-m2s", "dmmn-m3")
 
 
 def parse_rates(text: str) -> dict[str, int]:
-    """Balancing rates ``"Carcinoma=2, Benign=10"`` -> ``{"Carcinoma": 2, "Benign": 10}``.
+    """Balancing rates ``"Carcinoma=2, Benign=10"`` -> ``{"Carcinoma": 2, "Benign": 10}``
+    (:func:`magnipath.train.parse_rates`, errors naming the widget's field)."""
+    from magnipath.train import parse_rates as parse
 
-    Raises
-    ------
-    ModelError
-        An entry that is not ``NAME=integer``.
-    """
-    rates: dict[str, int] = {}
-    for part in (s.strip() for s in text.replace(";", ",").split(",") if s.strip()):
-        name, sep, value = part.rpartition("=")
-        try:
-            if not sep or not name.strip():
-                raise ValueError
-            rates[name.strip()] = int(value)
-        except ValueError:
-            raise ModelError(f"Balancing rates: entry {part!r} is not CLASS=RATE with a whole "
-                             "number rate, e.g. 'Carcinoma=2, Benign=10'") from None
-    return rates
+    return parse(text, "Balancing rates")
 
 
 def format_rates(rates: dict[str, int]) -> str:

@@ -89,20 +89,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace a model already in MODEL_DIR")
 
 
-def _parse_rates(text: str) -> dict[str, int]:
-    rates: dict[str, int] = {}
-    for part in (s.strip() for s in text.split(",") if s.strip()):
-        name, sep, value = part.rpartition("=")
-        try:
-            if not sep or not name.strip():
-                raise ValueError
-            rates[name.strip()] = int(value)
-        except ValueError:
-            raise ModelError(f"--balance entry {part!r}: write CLASS=RATE with an integer "
-                             "rate, e.g. 'Carcinoma=2,Benign=10'") from None
-    return rates
-
-
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """TrainConfig fields given on the command line (None = not given)."""
     kw: dict[str, Any] = {
@@ -125,7 +111,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if arch_kwargs:
         kw["arch_kwargs"] = arch_kwargs
     if args.balance is not None:
-        kw["balance"] = _parse_rates(args.balance)
+        from magnipath.train import parse_rates
+
+        kw["balance"] = parse_rates(args.balance, "--balance")
         kw["balance_missing_ok"] = False
     if args.balance_order is not None:
         kw["balance_order"] = [s.strip() for s in args.balance_order.split(",") if s.strip()]

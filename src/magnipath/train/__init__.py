@@ -19,6 +19,7 @@ from magnipath.train._config import (
     LOSSES,
     OPTIMIZERS,
     TrainConfig,
+    parse_rates,
     resolve_balance,
 )
 from magnipath.train._data import EpochSampler, TileSamples, augment_sample, preload_tiles
@@ -45,6 +46,7 @@ __all__ = [
     "augment_sample",
     "elastic_deform",
     "elastic_field",
+    "parse_rates",
     "patch_classes",
     "plan_balance",
     "plot_balance",

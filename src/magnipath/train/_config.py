@@ -213,6 +213,37 @@ class TrainConfig:
 
 
 # -- balancing names -> indices -----------------------------------------------------------
+def parse_rates(text: str, field: str = "--balance") -> dict[str, int]:
+    """Balancing rates ``"Carcinoma=2, Benign=10"`` -> ``{"Carcinoma": 2, "Benign": 10}``.
+
+    Entries are separated by commas (or semicolons); a rate is a whole number of
+    elastic copies per tile (:attr:`TrainConfig.balance`).
+
+    Parameters
+    ----------
+    text : str
+        The user's text.
+    field : str
+        How the user's interface names the field, for the error message.
+
+    Raises
+    ------
+    ModelError
+        An entry that is not ``CLASS=integer``.
+    """
+    rates: dict[str, int] = {}
+    for part in (s.strip() for s in text.replace(";", ",").split(",") if s.strip()):
+        name, sep, value = part.rpartition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            rates[name.strip()] = int(value)
+        except ValueError:
+            raise ModelError(f"{field}: entry {part!r} is not CLASS=RATE with a whole-number "
+                             "rate; write e.g. 'Carcinoma=2, Benign=10'") from None
+    return rates
+
+
 def _canon(name: str) -> str:
     low = name.strip().lower().replace("_", " ")
     for canon, names in _ALIASES.items():
