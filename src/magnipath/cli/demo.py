@@ -34,8 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int, default=d.tile,
                    help=f"target tile size, px at the target magnification (default {d.tile})")
     p.add_argument("--arch", default=d.arch, help=f"architecture (default {d.arch})")
+    p.add_argument("--epochs", type=int, default=d.epochs,
+                   help=f"training epochs (default {d.epochs})")
     p.add_argument("--train-seconds", type=float, default=d.train_seconds,
-                   help=f"training time budget, s (default {d.train_seconds:g})")
+                   help=f"training time cap, s: ends training early on a slow machine "
+                        f"(default {d.train_seconds:g})")
+    p.add_argument("--no-amp", action="store_true",
+                   help="float32 throughout (default: bfloat16/float16 mixed precision where "
+                        "the CPU (AMX / AVX512-BF16) or CUDA GPU computes it natively)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
 
 
@@ -44,7 +50,8 @@ def run(args: argparse.Namespace, progress) -> dict:
 
     cfg = DemoConfig(out=args.out, size=args.size, n_train=args.n_train,
                      magnification=args.magnification, tile=args.tile, arch=args.arch,
-                     train_seconds=args.train_seconds, seed=args.seed)
+                     epochs=args.epochs, train_seconds=args.train_seconds,
+                     amp=not args.no_amp, seed=args.seed)
     summary = run_demo(cfg, progress=progress)
     if not args.json:
         m = summary["metrics"]
