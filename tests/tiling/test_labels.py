@@ -131,3 +131,27 @@ def test_simplified_big_polygons_rasterise_identically(integer):
     sizes = [len(np.asarray(p[0].exterior.coords)) for p in lab._pieces.values()
              if p is not None and isinstance(p[0], Polygon)]
     assert sizes and max(sizes) < 400
+
+
+def test_piece_cache_stays_bounded_and_labels_identical():
+    # the simplified pieces of big polygons are cached per window, least recently used
+    # dropped beyond max_piece_bytes; dropped pieces are recomputed, so the labels of a
+    # row-major sweep stay bit-identical to rasterising the polygons directly
+    rng = np.random.default_rng(17)
+    objs = [obj(Polygon(_star(rng, *rng.uniform(1500, 10500, 2), rng.uniform(1000, 2500), 600,
+                              False)), ["Stroma", "Tumor"][k % 2]) for k in range(8)]
+    lab = build_slide_labels(objs, [], CM, 12000, 12000, None)
+    lab.max_piece_bytes = 200_000
+    d, size = 2.0, 128
+    seen, keys = 0, set()
+    for y in range(0, 12000, 1024):
+        for x in range(0, 12000, 1024):
+            b = (float(x), float(y), size * d, size * d)
+            want = rasterize(lab.shapes, b, d, (size, size), fill=255)
+            np.testing.assert_array_equal(lab.label(b, d, size, 255), want, err_msg=str(b))
+            seen = max(seen, len(lab._pieces))
+            keys |= set(lab._pieces)
+            assert lab._pieces_bytes <= lab.max_piece_bytes or len(lab._pieces) == 1
+    assert 1 < seen < len(keys)  # pieces were held, and some were dropped
+    lab.clear_cache()
+    assert len(lab._pieces) == 0 and lab._pieces_bytes == 0

@@ -176,3 +176,79 @@ def test_fractions_equals_loop_over_fraction(blob_slide):
         np.testing.assert_allclose(got, want, atol=1e-9)
         assert got.min() >= 0 and got.max() <= 1
         assert (got > 0).any() and (got == 0).any()
+
+
+def _full_integral_fractions(tm: TissueMask, boxes: np.ndarray) -> np.ndarray:
+    """The fractions from the whole integral image (the reference for the row-wise one)."""
+    mh, mw = tm.mask.shape
+    ii = np.zeros((mh + 1, mw + 1), np.int64)
+    ii[1:, 1:] = tm.mask.cumsum(axis=0).cumsum(axis=1)
+    h0, w0 = tm.slide_shape
+    x, y, w, h = np.asarray(boxes, np.float64).T
+    d = tm.downsample
+
+    def edge(v, limit, m):
+        return np.clip(np.clip(v, 0, limit) / d, 0, m)
+
+    def area_to(u, v):
+        j, i = np.minimum(np.floor(u).astype(int), mw - 1), np.minimum(np.floor(v).astype(int),
+                                                                       mh - 1)
+        s, t = u - j, v - i
+        return ((1 - s) * (1 - t) * ii[i, j] + s * (1 - t) * ii[i, j + 1]
+                + (1 - s) * t * ii[i + 1, j] + s * t * ii[i + 1, j + 1])
+
+    u0, u1 = edge(x, w0, mw), edge(x + w, w0, mw)
+    v0, v1 = edge(y, h0, mh), edge(y + h, h0, mh)
+    area = area_to(u1, v1) - area_to(u0, v1) - area_to(u1, v0) + area_to(u0, v0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where((w > 0) & (h > 0), area * d**2 / (w * h), 0.0)
+    return np.clip(frac, 0.0, 1.0)
+
+
+def test_fractions_bit_equal_to_whole_integral_image():
+    # fractions() computes only the integral-image rows the boxes need; the result must be
+    # bit-identical to the whole integral image, for grid boxes and arbitrary ones
+    rng = np.random.default_rng(5)
+    mask = rng.random((37, 53)) < 0.4
+    tm = TissueMask(mask, mpp=8.0, slide_mpp=0.5, slide_shape=(37 * 16 - 5, 53 * 16 - 9))
+    h0, w0 = tm.slide_shape
+    gy, gx = np.mgrid[0:h0:48, 0:w0:48]
+    grid = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, 64.0),
+                            np.full(gx.size, 64.0)])
+    rnd = np.column_stack([rng.uniform(-100, w0 + 50, 300), rng.uniform(-100, h0 + 50, 300),
+                           rng.uniform(0, 400, 300), rng.uniform(0, 400, 300)])
+    for boxes in (grid, rnd, rnd[:1], np.zeros((0, 4))):
+        got = tm.fractions(boxes)
+        np.testing.assert_array_equal(got, _full_integral_fractions(tm, boxes))
+    assert 0 < tm.fractions(grid).mean() < 1
+
+
+@pytest.mark.parametrize("band", [1, 3, 7, 64])
+def test_banded_saturation_and_otsu_equal_whole_image(band):
+    # detection smooths the saturation and builds Otsu's histogram band by band; both must
+    # equal the whole-image computation bit for bit (masks must not depend on the band)
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    from magnipath.tissue import (
+        DARK_LIMIT,
+        SIGMA,
+        _otsu_threshold,
+        _saturation_bands,
+        saturation,
+    )
+
+    rng = np.random.default_rng(band)
+    rgb = rng.integers(0, 256, (41, 29, 3), dtype=np.uint8)
+    rgb[:5] = 0  # black rows (saturation 0, not valid) at the top edge
+    rgb[20:23, 4:20] = [200, 120, 170]  # a flat pink patch: repeated values
+    want = ndimage.gaussian_filter(saturation(rgb), sigma=SIGMA, mode="nearest")
+    sat, valid = _saturation_bands(rgb, band=band)
+    assert sat.dtype == want.dtype == np.float32
+    np.testing.assert_array_equal(sat, want)
+    np.testing.assert_array_equal(valid, rgb.max(axis=2) > DARK_LIMIT)
+    got = _otsu_threshold(sat, valid, band=band)
+    assert got == float(threshold_otsu(sat[valid]))
+    # no valid pixel, or a single value: no threshold
+    assert _otsu_threshold(sat, np.zeros_like(valid), band=band) is None
+    assert _otsu_threshold(np.full_like(sat, 0.3), valid, band=band) is None

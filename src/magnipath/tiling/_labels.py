@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,25 @@ from magnipath.types import Box
 
 _SKIPPED_TYPES = frozenset({"tmaCore", "tma_core", "root"})
 _FLOAT16_ZERO = 17.33  # exp(-x) < 2**-25 rounds to 0 in float16 for x > 17.33
+_MISSING = object()
+
+PIECE_CACHE_BYTES = 16 * 2**20
+"""Bound (approximate bytes: vertices + edge bounds) of the simplified pieces kept per slide.
+
+Tiles go row-major, so the pieces in use are those of one or two rows of
+windows; older ones are dropped least-recently-used first (a piece needed again
+is recomputed, identically). Without a bound they grew with the slide area
+(~70 MB on a 100,000² px slide with the DMMN-style partial annotations).
+"""
+
+
+def _piece_bytes(value: tuple[BaseGeometry, np.ndarray | None] | None) -> int:
+    """Approximate memory of one cached piece: 24 bytes per vertex + its edge bounds."""
+    if value is None:
+        return 64
+    piece, bounds = value
+    return 64 + 24 * int(shapely.get_num_coordinates(piece)) + (
+        0 if bounds is None else bounds.nbytes)
 
 
 def load_objects(src: str | os.PathLike | Sequence | None, what: str) -> list:
@@ -157,7 +178,12 @@ class SlideLabels:
         self._big = {i for i, (g, _) in enumerate(self.shapes)
                      if shapely.get_num_coordinates(g) > MIN_VERTICES}
         self._cell: float | None = None
-        self._pieces: dict[tuple[int, int, int], tuple[BaseGeometry, np.ndarray] | None] = {}
+        self._pieces: OrderedDict[tuple[int, int, int],
+                                  tuple[BaseGeometry, np.ndarray] | None] = OrderedDict()
+        self._piece_sizes: dict[tuple[int, int, int], int] = {}
+        self._pieces_bytes = 0
+        self._pieces_lock = threading.Lock()
+        self.max_piece_bytes = PIECE_CACHE_BYTES
 
     def _piece(self, k: int, box: Box,
                downsample: float) -> tuple[BaseGeometry, np.ndarray | None] | None:
@@ -165,7 +191,8 @@ class SlideLabels:
 
         Windows (see ``_simplify``) are cells of side ``2 * cell`` every ``cell``
         level-0 px, so any tile plus a one-output-pixel margin fits in one; pieces
-        are cached. Small shapes come back as they are (edge bounds ``None``).
+        are cached (least recently used dropped beyond ``max_piece_bytes``). Small
+        shapes come back as they are (edge bounds ``None``).
         """
         geom = self.shapes[k][0]
         x, y, w, h = box
@@ -177,14 +204,31 @@ class SlideLabels:
             return geom, None
         i, j = int(np.floor((x - m) / c)), int(np.floor((y - m) / c))
         key = (k, i, j)
-        if key not in self._pieces:  # a race only computes a piece twice
-            piece = simplify_for_window(geom, (i * c, j * c, (i + 2) * c, (j + 2) * c))
-            self._pieces[key] = None if piece is None else (piece, edge_bounds(piece))
-        return self._pieces[key]
+        with self._pieces_lock:
+            got = self._pieces.get(key, _MISSING)
+            if got is not _MISSING:
+                self._pieces.move_to_end(key)
+                return got
+        # outside the lock: a race only computes a piece twice (identically)
+        piece = simplify_for_window(geom, (i * c, j * c, (i + 2) * c, (j + 2) * c))
+        value = None if piece is None else (piece, edge_bounds(piece))
+        size = _piece_bytes(value)
+        with self._pieces_lock:
+            if key not in self._pieces:
+                self._pieces[key] = value
+                self._piece_sizes[key] = size
+                self._pieces_bytes += size
+                while self._pieces_bytes > self.max_piece_bytes and len(self._pieces) > 1:
+                    old, _ = self._pieces.popitem(last=False)
+                    self._pieces_bytes -= self._piece_sizes.pop(old)
+        return value
 
     def clear_cache(self) -> None:
         """Forget the simplified pieces (call when done with the slide)."""
-        self._pieces.clear()
+        with self._pieces_lock:
+            self._pieces.clear()
+            self._piece_sizes.clear()
+            self._pieces_bytes = 0
 
     def candidates(self, box: Box) -> np.ndarray:
         """Indices (paint order) of the shapes whose bounds meet the level-0 ``box``."""

@@ -263,6 +263,7 @@ def make_dataset(sources: Sequence[SlideSource], out: str | os.PathLike, *,
         slides = _open_slides(sources, config, stack)
         jobs, totals = _prepare_jobs(sources, slides, annotations, point_files, class_map,
                                      config, stride, by_group, progress, cancel)
+        del annotations, point_files  # the labels hold what they need (~25 MB on 100k² px)
         n_cand = sum(len(j.boxes) for j in jobs)
         rejected = {"min_tissue": totals["n_grid"] - n_cand, "min_labelled": 0,
                     "require_classes": 0}
