@@ -67,3 +67,19 @@ def test_cli_preset_with_overrides(ds3, tmp_path, capsys):
     assert cfg["weight_decay"] == 1e-4 and cfg["loss"] == "wce" and cfg["epochs"] == 1
     rates = {r["class"]: r["rate"] for r in s["balance"]}
     assert rates == {"Background": 1, "Stroma": 0, "Carcinoma": 2, "Benign": 10}
+
+
+def test_cli_mixed_precision_and_channels_last_on_the_cpu(ds3, tmp_path, capsys):
+    from magnipath.device import cpu_has_native_bf16
+
+    out = tmp_path / "amp"
+    assert main(["train", str(ds3), "--arch", "dsmn-s2", "--out", str(out), "--base", "4",
+                 "--arch-kwargs", '{"depth": 2}', "--epochs", "1", "--batch-size", "4",
+                 "--max-steps-per-epoch", "2", "--device", "cpu", "--workers", "0", "--amp",
+                 "--channels-last", "--json", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    _, card = load_model(summary["best_checkpoint"])
+    assert card.train_config["amp"] is True and card.train_config["channels_last"] is True
+    ignored = any("--amp ignored" in w for w in summary.get("warnings", []))
+    # bf16 where the CPU has it natively, otherwise float32 with a warning saying so
+    assert ignored is not cpu_has_native_bf16()

@@ -81,7 +81,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--device", metavar="DEV",
                    help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default auto)")
     m.add_argument("--amp", action="store_true",
-                   help="mixed precision on CUDA (bf16 where supported, else fp16 + scaler)")
+                   help="mixed precision: on CUDA bf16 where supported, else fp16 + scaler; on "
+                        "CPUs with AMX / AVX512-BF16 bf16 (3-4x faster there)")
+    m.add_argument("--channels-last", action="store_true",
+                   help="channels-last memory format (default on CUDA only; with --amp on an "
+                        "AMX CPU it speeds up paper-width models ~2x)")
     r = p.add_argument_group("output")
     r.add_argument("--resume", action="store_true",
                    help="continue the run in MODEL_DIR from last.pt")
@@ -98,6 +102,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed, "num_workers": args.workers, "device": args.device,
         "max_steps_per_epoch": args.max_steps_per_epoch, "time_budget_s": args.time_budget,
         "amp": True if args.amp else None, "augment": False if args.no_augment else None,
+        "channels_last": True if args.channels_last else None,
     }
     arch_kwargs: dict[str, Any] = {}
     if args.arch_kwargs:
