@@ -53,6 +53,38 @@ def ihc_check(model, factors: list[float]) -> list[dict]:
     return out
 
 
+def follows(rows: list[dict], key: str) -> dict:
+    """Whether estimates rise with the factor, and the log-log slope (ideal: 1 for
+    magnifications, 2 for areas)."""
+    f = np.array([r["factor"] for r in rows])
+    v = np.array([r[key] for r in rows], dtype=float)
+    ok = v > 0
+    slope = float(np.polyfit(np.log(f[ok]), np.log(v[ok]), 1)[0]) if ok.sum() >= 2 else None
+    return {"monotonic": bool(np.all(np.diff(v) > 0)), "loglog_slope": slope,
+            "ratio_last_first": float(v[-1] / v[0]) if v[0] else None,
+            "factor_ratio": float(f[-1] / f[0])}
+
+
+def amp_agreement(model_dir: Path, ds) -> dict:
+    """float32 vs mixed-precision prediction on the test patches."""
+    from magnipath import magnification as mg
+
+    patches = np.asarray(ds.images[ds.indices("test")])
+    out = {}
+    for amp in (False, True):
+        m = mg.load_model(model_dir, amp=amp)
+        t = time.perf_counter()
+        out[amp] = mg.predict_patches(patches, m, baseline=False)
+        out[f"s{amp}"] = time.perf_counter() - t
+    a, b = out[False], out[True]
+    return {"direct_class_agree": float(np.mean(a["direct_class"] == b["direct_class"])),
+            "fusion_class_agree": float(np.mean(a["fusion_class"] == b["fusion_class"])),
+            "direct_max_abs_diff": float(np.max(np.abs(a["direct"] - b["direct"]))),
+            "area_max_rel_diff": float(np.max(np.abs(a["area_px"] / b["area_px"] - 1))),
+            "seconds_fp32": round(out["sFalse"], 2), "seconds_amp": round(out["sTrue"], 2),
+            "n": len(patches)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,6 +101,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--factors", default="0.5,0.75,1.0,1.5,2.0")
+    ap.add_argument("--amp", action="store_true", help="mixed-precision training")
+    ap.add_argument("--target-transform", default="linear", choices=("linear", "log"))
+    ap.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"))
+    ap.add_argument("--stain-augment", type=float, default=0.0)
+    ap.add_argument("--input", default="rgb", choices=("rgb", "hematoxylin"))
+    ap.add_argument("--tag", default="", help="suffix of the model folder name")
     ap.add_argument("--jsonl")
     args = ap.parse_args()
 
@@ -88,12 +126,15 @@ def main() -> None:
     ds = mg.open_dataset(ds_dir)
     counts = {s: int((ds.split == s).sum()) for s in ("train", "val", "test")}
 
-    model_dir = args.workdir / f"model_{args.arch}"
+    model_dir = args.workdir / f"model_{args.arch}{args.tag}"
     kw = {"widths": [int(v) for v in args.widths.split(",")]} if args.arch == "shallownet" \
         else {}
     cfg = mg.MagTrainConfig(arch=args.arch, arch_kwargs=kw, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr,
-                            time_budget_s=args.time_budget, device="cpu", seed=args.seed)
+                            time_budget_s=args.time_budget, device="cpu", seed=args.seed,
+                            amp=args.amp, target_transform=args.target_transform,
+                            lr_schedule=args.lr_schedule, stain_augment=args.stain_augment,
+                            input=args.input)
     t1 = time.perf_counter()
     summary = mg.train(ds, model_dir, cfg, overwrite=True)
     t_train = time.perf_counter() - t1
@@ -103,6 +144,8 @@ def main() -> None:
     t_eval = time.perf_counter() - t2
     base_default = mg.evaluate(None, ds, split="test")["baseline"]
     factors = [float(v) for v in args.factors.split(",")]
+    agree = amp_agreement(model_dir, ds) if args.amp else None
+    ihc = ihc_check(model, factors)
     emit({"benchmark": "magnification", "arch": args.arch, "arch_kwargs": kw,
           "slides": args.slides, "size": args.size, "patches": counts,
           "epochs_run": {k: len(v) for k, v in summary["history"].items()},
@@ -119,7 +162,12 @@ def main() -> None:
           "baseline_default_table": {k: base_default[k] for k in ("kappa", "f1_macro",
                                                                  "accuracy")},
           "area_table": summary["area_table"], "baseline_table": summary["baseline_table"],
-          "ihc": ihc_check(model, factors), "ihc_baseline_only": ihc_check(None, factors)},
+          "config": {k: getattr(cfg, k) for k in ("amp", "target_transform", "lr_schedule",
+                                                  "stain_augment", "input")},
+          "amp_predict_agreement": agree,
+          "ihc": ihc, "ihc_follow": {k: follows(ihc, k) for k in ("direct", "fusion",
+                                                                  "area_px")},
+          "ihc_baseline_only": ihc_check(None, factors)},
          args.jsonl)
 
 

@@ -32,6 +32,13 @@ HELP = "estimate the magnification of images without metadata; make data, train,
 ORDER = 70
 
 
+def _amp_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--amp", action="store_true",
+                   help=f"mixed-precision {what}: bfloat16 on CPUs with native bfloat16 "
+                        "(AMX/AVX512-BF16) and recent GPUs, float16 on older GPUs; float32 "
+                        "elsewhere (default off)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     # accepted after the action too; SUPPRESS keeps a value given before the action
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -54,6 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--alpha", type=float, help="fusion weight of the area branch, 0..1 "
                    "(default: the model's, 0.2)")
     e.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
+    _amp_flag(e, "prediction")
     _common(e)
 
     s = sub.add_parser("suggest-mpp", help="estimate the µm/px of slides without metadata")
@@ -110,6 +118,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--max-steps-per-epoch", type=int, help="at most N steps per epoch")
     t.add_argument("--no-augment", action="store_true", help="no flips or 90° rotations")
     t.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    _amp_flag(t, "training")
+    t.add_argument("--target-transform", choices=("linear", "log"),
+                   help="regress target / scale (linear, default) or its logarithm (log; "
+                        "evenly spaced classes)")
+    t.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                   help="constant (default) or cosine decay to 0 over the epochs or the "
+                        "time budget")
+    t.add_argument("--stain-augment", type=float, metavar="S",
+                   help="random H-E-DAB stain jitter: OD scaled by U(1-S, 1+S) and shifted by "
+                        "U(-S, S) (optical density units; default 0, off)")
+    t.add_argument("--input", choices=("rgb", "hematoxylin"),
+                   help="network input: RGB (default) or the haematoxylin optical density "
+                        "(colour-independent)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
     _common(t)
@@ -121,6 +142,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which slides to score (default test)")
     v.add_argument("--alpha", type=float, help="fusion weight (default: the model's)")
     v.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
+    _amp_flag(v, "prediction")
     _common(v)
 
 
@@ -179,7 +201,8 @@ def _run(args: argparse.Namespace, progress) -> dict:
     from magnipath import magnification as mg
 
     if args.action == "estimate":
-        model = mg.load_model(args.model, device=args.device) if args.model else None
+        model = mg.load_model(args.model, device=args.device, amp=args.amp) \
+            if args.model else None
         out = []
         for path in args.images:
             r = mg.estimate(path, model, mode=args.mode, max_tiles=args.max_tiles,
@@ -214,11 +237,13 @@ def _run(args: argparse.Namespace, progress) -> dict:
             epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, alpha=args.alpha,
             time_budget_s=args.time_budget, max_steps_per_epoch=args.max_steps_per_epoch,
             device=args.device, seed=args.seed, augment=False if args.no_augment else None,
-            refit_head=False if args.no_refit_head else None)
+            refit_head=False if args.no_refit_head else None, amp=args.amp or None,
+            target_transform=args.target_transform, lr_schedule=args.lr_schedule,
+            stain_augment=args.stain_augment, input=args.input)
         return mg.train(args.dataset, args.out, cfg, overwrite=args.overwrite,
                         progress=progress)
     return mg.evaluate(args.model, args.dataset, split=args.split, alpha=args.alpha,
-                       device=args.device, progress=progress)
+                       device=args.device, amp=args.amp, progress=progress)
 
 
 def _make_data(args: argparse.Namespace, progress) -> dict:

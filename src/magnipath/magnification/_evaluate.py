@@ -44,7 +44,7 @@ def class_metrics(true_mag: np.ndarray, pred_mag: np.ndarray,
 
 def evaluate(model: str | os.PathLike | MagnificationModel | None,
              dataset: str | os.PathLike | MagDataset, *, split: str = "test",
-             alpha: float | None = None, device: str = "cpu",
+             alpha: float | None = None, device: str = "cpu", amp: bool = False,
              progress: ProgressCallback | None = None,
              cancel: CancelCallback | None = None) -> dict:
     """Score direct, area, fusion and baseline estimates on one split of a dataset.
@@ -56,6 +56,12 @@ def evaluate(model: str | os.PathLike | MagnificationModel | None,
     dataset : path or MagDataset
     split : str
         ``"test"`` (held-out slides), ``"val"`` or ``"train"``.
+    alpha : float, optional
+        Fusion weight (default: the model's).
+    device : str
+        Torch device when ``model`` is a path.
+    amp : bool
+        Mixed-precision prediction when ``model`` is a path (see :func:`load_model`).
 
     Returns
     -------
@@ -67,7 +73,7 @@ def evaluate(model: str | os.PathLike | MagnificationModel | None,
     """
     ds = dataset if isinstance(dataset, MagDataset) else open_dataset(dataset)
     if isinstance(model, str | os.PathLike):
-        model = load_model(model, device=device)
+        model = load_model(model, device=device, amp=amp)
     idx = ds.indices(split)
     if len(idx) == 0:
         raise MagnificationError(f"{ds.path}: the dataset has no {split!r} patches.")

@@ -125,9 +125,22 @@ def build_net(arch: str, **kwargs) -> nn.Module:
 
 
 def to_tensor(patches: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``(B, y, x, 3)`` uint8 -> normalised float32 ``(B, 3, y, x)`` on ``device``."""
-    x = torch.from_numpy(np.array(patches, dtype=np.uint8)).to(device)  # a writable copy
-    x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    """``(B, y, x, 3)`` uint8 -> normalised float32 ``(B, 3, y, x)`` on ``device``.
+
+    The RGB input (``to_input(..., mode="rgb")``, see :mod:`._inputs`).
+    """
+    from magnipath.magnification._inputs import to_input
+
+    return to_input(patches, device, "rgb")
+
+
+def regress(net: nn.Module, x: torch.Tensor, amp: torch.dtype | None = None) -> torch.Tensor:
+    """``(B,)`` float32 outputs of ``net`` for the input batch ``x``.
+
+    With ``amp`` the feature extractor runs under autocast in that dtype and the
+    linear output layer in float32 on the float32-cast features: a bfloat16
+    output keeps only ~3 significant digits (0.15x steps at 40x).
+    """
+    with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        f = net.embed(x)
+    return net.head(f.float()).squeeze(1)

@@ -41,6 +41,8 @@ class MagnificationModel:
         The two regressors, in eval mode on ``device``.
     area_table, baseline_table : AreaTable
     device : torch.device
+    amp : torch.dtype or None
+        Autocast dtype for prediction (None: float32).
     """
 
     path: Path
@@ -50,6 +52,7 @@ class MagnificationModel:
     area_table: AreaTable
     baseline_table: AreaTable
     device: object
+    amp: object = None
 
     @property
     def alpha(self) -> float:
@@ -57,11 +60,17 @@ class MagnificationModel:
         return float(self.card.get("alpha", 0.2))
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu") -> MagnificationModel:
-    """Load a model folder written by :func:`magnipath.magnification.train`."""
+def load_model(path: str | os.PathLike, device: str = "cpu", *,
+               amp: bool = False) -> MagnificationModel:
+    """Load a model folder written by :func:`magnipath.magnification.train`.
+
+    ``amp`` predicts under mixed precision (:func:`magnipath.device.amp_dtype`:
+    bfloat16 on CPUs with native bfloat16 and on recent GPUs), with channels-last
+    tensors; off by default (float32).
+    """
     import torch
 
-    from magnipath.device import resolve_device
+    from magnipath.device import amp_dtype, resolve_device
     from magnipath.magnification._nets import build_net
     from magnipath.magnification._train import CARD_FORMAT
 
@@ -77,6 +86,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> MagnificationMod
     if card.get("format") != CARD_FORMAT:
         raise MagnificationError(f"{card_path} is not a magnification model card.")
     dev = resolve_device(device)
+    dtype = amp_dtype(dev, amp)
     nets = {}
     for target in ("direct", "area"):
         net = build_net(card["arch"], **card.get("arch_kwargs", {}))
@@ -86,10 +96,13 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> MagnificationMod
         except (OSError, RuntimeError, KeyError) as e:
             raise MagnificationError(f"{path / f'{target}.pt'} cannot be loaded ({e}); the "
                                      "model folder is damaged.") from e
-        nets[target] = net.to(dev).eval()
+        net = net.to(dev).eval()
+        if dtype is not None:
+            net = net.to(memory_format=torch.channels_last)
+        nets[target] = net
     return MagnificationModel(path, card, nets["direct"], nets["area"],
                               AreaTable.from_dict(card["area_table"]),
-                              AreaTable.from_dict(card["baseline_table"]), dev)
+                              AreaTable.from_dict(card["baseline_table"]), dev, dtype)
 
 
 def predict_patches(patches: np.ndarray, model: MagnificationModel | None = None, *,
@@ -116,23 +129,26 @@ def predict_patches(patches: np.ndarray, model: MagnificationModel | None = None
     if model is not None:
         import torch
 
-        from magnipath.magnification._nets import to_tensor
+        from magnipath.magnification._inputs import decode_target, to_input
+        from magnipath.magnification._nets import regress
 
         size = int(model.card.get("patch", PATCH))
         if p.shape[1:3] != (size, size):
             raise MagnificationError(f"the model takes {size} x {size} patches, got "
                                      f"{p.shape[1]} x {p.shape[2]}.")
         raw = {"direct": [], "area": []}
+        mode, amp = model.card.get("input", "rgb"), model.amp
         with torch.no_grad():
             for s in range(0, len(p), batch_size):
                 check_cancel(cancel)
-                x = to_tensor(p[s:s + batch_size], model.device)
-                raw["direct"].append(model.direct(x).float().cpu().numpy())
-                raw["area"].append(model.area(x).float().cpu().numpy())
+                x = to_input(p[s:s + batch_size], model.device, mode, amp is not None)
+                raw["direct"].append(regress(model.direct, x, amp).cpu().numpy())
+                raw["area"].append(regress(model.area, x, amp).cpu().numpy())
                 report(progress, "magnification/predict", min(s + batch_size, len(p)), len(p))
         sc = model.card["scales"]
-        direct = np.concatenate(raw["direct"]).astype(np.float64) * sc["direct"]
-        area = np.concatenate(raw["area"]).astype(np.float64) * sc["area"]
+        tt = model.card.get("target_transform", "linear")
+        direct = decode_target(np.concatenate(raw["direct"]), sc["direct"], tt)
+        area = decode_target(np.concatenate(raw["area"]), sc["area"], tt)
         area_cls = model.area_table.to_magnification(area)
         fused = fuse(area_cls, direct, model.alpha if alpha is None else alpha)
         out.update(direct=direct, direct_class=closest_magnification(direct),
