@@ -15,6 +15,18 @@ import pytest
 
 import magnipath._napari  # noqa: F401 - hides triton from torch in this process (see its docstring)
 
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test with one torch thread (steadier timing on a shared 2-core machine)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 SMALL = dict(width=4096, height=4096, mpp=0.25, seed=1)
 
 

@@ -126,14 +126,28 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def one_thread():
-    """torch on one thread during the test (the CI machines are small and shared)."""
-    import torch
+def magnification(make_napari_viewer):
+    """``(viewer, widget)``: a viewer with the Magnification dock widget, opened through
+    the manifest."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-magnipath", "Magnification")
+    return viewer, widget
 
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
+def run_widget(widget, qtbot, timeout_ms: int = 120_000):
+    """Press the widget's run button, wait for its job, fail on an error; its result."""
+    widget.run_button.native.click()
+    run = widget.current
+    assert run is not None
+    qtbot.waitUntil(lambda: run.done, timeout=timeout_ms)
+    assert run.error is None, run.error
+    return widget.result
+
+
+@pytest.fixture
+def one_thread(one_torch_thread):
+    """torch on one thread during the test (``one_torch_thread`` of tests/conftest.py)."""
+    return None
 
 
 TINY_MPP = 1.0       # 10x target: a 64 px tile covers 256 level-0 px of the 0.25 µm/px slide

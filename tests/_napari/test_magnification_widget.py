@@ -9,7 +9,6 @@ the widget should have read.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from napari.layers import Shapes
 from napari.utils.notifications import NotificationSeverity
 
@@ -18,21 +17,7 @@ from magnipath._napari._regions import camera, view_box
 from magnipath.magnification import MAGNIFICATIONS, estimate, suggest_mpp
 from magnipath.slide import open_slide
 
-
-@pytest.fixture
-def magnification(make_napari_viewer):
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-magnipath", "Magnification")
-    return viewer, widget
-
-
-def _run(widget, qtbot):
-    widget.run_button.native.click()
-    run = widget.current
-    assert run is not None
-    qtbot.waitUntil(lambda: run.done, timeout=120_000)
-    assert run.error is None, run.error
-    return widget.result
+from .conftest import run_widget
 
 
 def test_estimate_of_a_picture_without_metadata(magnification, qtbot, synthetic):
@@ -43,7 +28,7 @@ def test_estimate_of_a_picture_without_metadata(magnification, qtbot, synthetic)
     widget.image.value = layer
     widget.mode.value = "tiles"
     widget.max_tiles.value = 4
-    res = _run(widget, qtbot)
+    res = run_widget(widget, qtbot)
     assert res == estimate(pixels, mode="tiles", max_tiles=4)
     assert res["is_estimate"] and res["magnification"] in MAGNIFICATIONS
     assert "an estimate" in widget.result_label.value and "baseline" in widget.result_label.value
@@ -64,12 +49,12 @@ def test_current_view_and_whole_slide(magnification, qtbot, synthetic, notificat
     camera(viewer).center = (100.0, 120.0)
     camera(viewer).zoom = 3.0
     x, y, w, h = view_box(viewer, image)
-    res = _run(widget, qtbot)
+    res = run_widget(widget, qtbot)
     assert res == estimate(np.asarray(image.data[0][y:y + h, x:x + w]))
     assert "the file says: 40x" in widget.result_label.value
     # the whole of a slide: tissue tiles from the file, as 'magnification suggest-mpp'
     widget.region.value = "whole image"
-    res = _run(widget, qtbot)
+    res = run_widget(widget, qtbot)
     assert res == suggest_mpp(synthetic.slide)[1]
     assert [n for n in notifications if n.severity == NotificationSeverity.ERROR] == []
 

@@ -12,7 +12,7 @@ from magnipath._napari._magnification_widget import TILES_LAYER
 from magnipath.magnification import suggest_mpp
 from magnipath.synth import SynthConfig, make_layout, render_region
 
-from .conftest import SLIDE_MPP, write_pyramid
+from .conftest import SLIDE_MPP, run_widget, write_pyramid
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +25,6 @@ def tissue() -> np.ndarray:
 @pytest.fixture
 def nompp(tmp_path, tissue):
     return write_pyramid(tmp_path / "nompp.tif", tissue, None)
-
-
-@pytest.fixture
-def magnification(make_napari_viewer):
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-magnipath", "Magnification")
-    return viewer, widget
-
-
-def _estimate(widget, qtbot):
-    widget.run_button.native.click()
-    run = widget.current
-    assert run is not None
-    qtbot.waitUntil(lambda: run.done, timeout=120_000)
-    assert run.error is None, run.error
-    return widget.result
 
 
 def _warnings(notifications):
@@ -65,7 +49,7 @@ def test_apply_the_estimate_as_the_layer_scale(magnification, qtbot, nompp, noti
     (image,) = viewer.open(str(nompp), plugin="napari-magnipath")
     widget.image.value = image
     assert not widget.apply_button.enabled  # nothing estimated yet
-    res = _estimate(widget, qtbot)
+    res = run_widget(widget, qtbot)
     expected, details = suggest_mpp(nompp)
     assert res == details and expected is not None
     assert "no known pixel size" in widget.result_label.value
@@ -95,7 +79,7 @@ def test_apply_the_estimate_as_the_layer_scale(magnification, qtbot, nompp, noti
     assert slide_of(image) == (nompp.resolve(), pytest.approx(expected))
 
     # estimating again offers to apply again (an estimate replaces an estimate)
-    res = _estimate(widget, qtbot)
+    res = run_widget(widget, qtbot)
     assert "applied to the layer before" in widget.result_label.value
     assert widget.apply_button.enabled
     widget.apply_button.native.click()
@@ -109,7 +93,7 @@ def test_an_estimate_does_not_replace_the_file_mpp(magnification, qtbot, slide_p
     widget.image.value = image
     widget.mode.value = "center"
     widget.region.value = "current view"
-    _estimate(widget, qtbot)
+    run_widget(widget, qtbot)
     assert not widget.apply_button.enabled
     widget.result["mpp_estimate"] = 0.25  # whatever it found: the button must refuse it
     assert widget.apply() is None
@@ -123,7 +107,7 @@ def test_apply_to_a_picture_layer(magnification, qtbot, tissue):
     viewer, widget = magnification
     layer = viewer.add_image(tissue[::2, ::2], name="figure.png", rgb=True)  # 20x pixels
     widget.image.value = layer
-    res = _estimate(widget, qtbot)
+    res = run_widget(widget, qtbot)
     assert res["mpp_estimate"] is not None and widget.apply_button.enabled
     assert widget.apply() == pytest.approx(res["mpp_estimate"])
     assert tuple(layer.scale) == pytest.approx((res["mpp_estimate"],) * 2)

@@ -24,12 +24,7 @@ SMALL = dict(arch="dmmn-m3", arch_kwargs={"base": 4, "depth": 2}, optimizer="sgd
              balance_order=["Benign", "Carcinoma"])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _state(path):
