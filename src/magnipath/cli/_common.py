@@ -22,8 +22,23 @@ def _jsonable(o: Any) -> Any:
     return str(o)
 
 
+def _strict(o: Any) -> Any:
+    """NaN -> None everywhere (JSON has no NaN; ``--json`` output stays strict JSON)."""
+    if isinstance(o, float) and o != o:
+        return None
+    if isinstance(o, dict):
+        return {k: _strict(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_strict(v) for v in o]
+    return o
+
+
 def emit_summary(summary: dict, *, as_json: bool) -> None:
-    """Print ``summary`` as one JSON object or as ``key: value`` lines on stdout."""
+    """Print ``summary`` as one JSON object or as ``key: value`` lines on stdout.
+
+    Not-a-number values (undefined metrics) are written as ``null`` / ``None``.
+    """
+    summary = _strict(summary)
     if as_json:
         print(json.dumps(summary, default=_jsonable, indent=1))
         return

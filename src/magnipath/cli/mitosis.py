@@ -147,23 +147,8 @@ def _region(text: str | None):
     return tuple(v)
 
 
-def _clean(o):
-    """NaN -> None everywhere, so that --json prints strict JSON."""
-    if isinstance(o, float) and o != o:
-        return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_clean(v) for v in o]
-    return o
-
-
 def run(args: argparse.Namespace, progress) -> dict:
-    """Run one action; return its summary (NaN written as None)."""
-    return _clean(_run(args, progress))
-
-
-def _run(args: argparse.Namespace, progress) -> dict:
+    """Run one action; return its summary."""
     from magnipath import mitosis as mt
 
     if args.action == "train":
