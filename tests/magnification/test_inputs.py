@@ -21,6 +21,7 @@ from magnipath.magnification._inputs import (
     H_CENTER,
     H_SCALE,
     RGB_FROM_HED,
+    blur_jitter,
     decode_target,
     encode_target,
     hed_jitter,
@@ -132,3 +133,17 @@ def test_cli_train_and_evaluate_with_the_new_options(dataset, tmp_path, capsys):
                  "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert np.array(ev["direct"]["confusion_matrix"]).sum() == ev["n"]
+
+
+def test_blur_jitter_blurs_about_half_the_patches_and_keeps_the_frame():
+    rng = np.random.default_rng(0)
+    sharp = np.zeros((40, 32, 32, 3), np.uint8)
+    sharp[:, :, 16:] = 255  # a vertical edge
+    out = blur_jitter(sharp, 2.0, rng)
+    assert out.shape == sharp.shape and out.dtype == np.uint8
+    changed = np.array([not np.array_equal(o, s) for o, s in zip(out, sharp, strict=True)])
+    assert 10 <= changed.sum() <= 30  # p = 0.5 of 40 patches
+    # a blurred edge: intermediate grey levels next to it, flat far from it
+    assert np.all((out[changed][:, :, 15] > 0) | (out[changed][:, :, 16] < 255))
+    assert np.all(out[:, :, 0] == 0) and np.all(out[:, :, -1] == 255)
+    assert blur_jitter(sharp, 0.0, rng) is sharp

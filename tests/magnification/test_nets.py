@@ -5,7 +5,14 @@ import torch
 from torch import nn
 
 from magnipath.magnification import MagnificationError
-from magnipath.magnification._nets import ShallowNet, build_net, to_tensor
+from magnipath.magnification._nets import (
+    ShallowNet,
+    build_net,
+    dihedral_views,
+    regress,
+    regress_tta,
+    to_tensor,
+)
 
 
 def test_shallownet_is_four_conv_bn_relu_pool_dropout_blocks():
@@ -72,3 +79,29 @@ def test_flatten_head_reads_the_whole_map():
     assert net.head.in_features == 8 * 14 * 14
     with pytest.raises(MagnificationError, match="head"):
         ShallowNet(head="max")
+
+
+def test_dihedral_views_are_the_eight_rotations_and_mirrors():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    views = dihedral_views(x)
+    assert len(views) == 8 and torch.equal(views[0], x)
+    flat = {tuple(v.flatten().tolist()) for v in views}
+    assert len(flat) == 8  # an asymmetric image: eight different views
+    # a view of a view is again one of the eight (a group)
+    assert tuple(torch.rot90(views[1], 1, dims=(2, 3)).flatten().tolist()) in flat
+
+
+def test_test_time_augmentation_is_the_mean_over_views_and_rotation_invariant():
+    torch.manual_seed(0)
+    net = build_net("shallownet", widths=(4, 4, 8, 8)).eval()
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        y = regress_tta(net, x)
+        mean = torch.stack([regress(net, v) for v in dihedral_views(x)]).mean(0)
+        rotated = regress_tta(net, torch.rot90(x, 1, dims=(2, 3)))
+        mirrored = regress_tta(net, torch.flip(x, dims=(2,)))
+        plain = regress(net, x)
+    torch.testing.assert_close(y, mean)
+    torch.testing.assert_close(rotated, y, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(mirrored, y, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(plain, y)  # the plain output does depend on orientation

@@ -152,6 +152,19 @@ def test_estimate_with_a_model_and_from_a_file(model_dir, tmp_path):
     assert r["method"] == "fusion" and r["n_tiles"] == 1
     assert set(r) >= {"direct", "area", "fusion", "baseline", "votes", "tile_boxes"}
     assert r["magnification"] in MAGNIFICATIONS
+    assert r["tta"] is True
+
+
+def test_predictions_with_tta_do_not_depend_on_patch_orientation(model_dir, dataset):
+    model, ds = load_model(model_dir), open_dataset(dataset)
+    p = np.asarray(ds.images[ds.indices("test")[:4]])
+    turned = np.ascontiguousarray(np.rot90(p, 1, axes=(1, 2))[:, ::-1])
+    a = predict_patches(p, model, baseline=False)
+    b = predict_patches(turned, model, baseline=False)
+    plain = predict_patches(p, model, baseline=False, tta=False)
+    np.testing.assert_allclose(a["direct"], b["direct"], rtol=1e-4)
+    np.testing.assert_allclose(a["area_px"], b["area_px"], rtol=1e-4)
+    assert not np.allclose(a["direct"], plain["direct"], rtol=1e-4)
 
 
 def test_suggest_mpp_for_a_tiff_without_resolution(tmp_path):

@@ -39,6 +39,12 @@ def _amp_flag(p: argparse.ArgumentParser, what: str) -> None:
                         "elsewhere (default off)")
 
 
+def _tta_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-tta", action="store_true",
+                   help="predict from each patch as it is, not averaged over its 8 rotations "
+                        "and mirror images (8 times faster, a little less accurate)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     # accepted after the action too; SUPPRESS keeps a value given before the action
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -62,6 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: the model's, 0.2)")
     e.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
     _amp_flag(e, "prediction")
+    _tta_flag(e)
     _common(e)
 
     s = sub.add_parser("suggest-mpp", help="estimate the µm/px of slides without metadata")
@@ -128,6 +135,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--stain-augment", type=float, metavar="S",
                    help="random H-E-DAB stain jitter: OD scaled by U(1-S, 1+S) and shifted by "
                         "U(-S, S) (optical density units; default 0, off)")
+    t.add_argument("--blur-augment", type=float, metavar="SIGMA",
+                   help="random Gaussian blur of half the training patches, standard deviation "
+                        "up to SIGMA pixels (default 0: off; 1.5 makes pixel sharpness useless "
+                        "as a cue)")
     t.add_argument("--input", choices=("rgb", "hematoxylin"),
                    help="network input: RGB (default) or the haematoxylin optical density "
                         "(colour-independent)")
@@ -143,6 +154,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     v.add_argument("--alpha", type=float, help="fusion weight (default: the model's)")
     v.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
     _amp_flag(v, "prediction")
+    _tta_flag(v)
     _common(v)
 
 
@@ -191,7 +203,7 @@ def run(args: argparse.Namespace, progress) -> dict:
         out = []
         for path in args.images:
             r = mg.estimate(path, model, mode=args.mode, max_tiles=args.max_tiles,
-                            alpha=args.alpha, progress=progress)
+                            alpha=args.alpha, tta=not args.no_tta, progress=progress)
             out.append({"image": str(path), **r})
         return {"estimates": out} if len(out) > 1 else out[0]
     if args.action == "suggest-mpp":
@@ -224,11 +236,13 @@ def run(args: argparse.Namespace, progress) -> dict:
             device=args.device, seed=args.seed, augment=False if args.no_augment else None,
             refit_head=False if args.no_refit_head else None, amp=args.amp or None,
             target_transform=args.target_transform, lr_schedule=args.lr_schedule,
-            stain_augment=args.stain_augment, input=args.input)
+            stain_augment=args.stain_augment, blur_augment=args.blur_augment,
+            input=args.input)
         return mg.train(args.dataset, args.out, cfg, overwrite=args.overwrite,
                         progress=progress)
     return mg.evaluate(args.model, args.dataset, split=args.split, alpha=args.alpha,
-                       device=args.device, amp=args.amp, progress=progress)
+                       device=args.device, amp=args.amp, tta=not args.no_tta,
+                       progress=progress)
 
 
 def _make_data(args: argparse.Namespace, progress) -> dict:

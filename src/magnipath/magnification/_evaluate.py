@@ -45,7 +45,7 @@ def class_metrics(true_mag: np.ndarray, pred_mag: np.ndarray,
 def evaluate(model: str | os.PathLike | MagnificationModel | None,
              dataset: str | os.PathLike | MagDataset, *, split: str = "test",
              alpha: float | None = None, device: str = "cpu", amp: bool = False,
-             progress: ProgressCallback | None = None,
+             tta: bool = True, progress: ProgressCallback | None = None,
              cancel: CancelCallback | None = None) -> dict:
     """Score direct, area, fusion and baseline estimates on one split of a dataset.
 
@@ -62,6 +62,9 @@ def evaluate(model: str | os.PathLike | MagnificationModel | None,
         Torch device when ``model`` is a path.
     amp : bool
         Mixed-precision prediction when ``model`` is a path (see :func:`load_model`).
+    tta : bool
+        Average over the 8 rotations and mirror images of each patch (see
+        :func:`predict_patches`).
 
     Returns
     -------
@@ -77,10 +80,11 @@ def evaluate(model: str | os.PathLike | MagnificationModel | None,
     idx = ds.indices(split)
     if len(idx) == 0:
         raise MagnificationError(f"{ds.path}: the dataset has no {split!r} patches.")
-    pred = predict_patches(np.asarray(ds.images[idx]), model, alpha=alpha, progress=progress,
-                           cancel=cancel)
+    pred = predict_patches(np.asarray(ds.images[idx]), model, alpha=alpha, tta=tta,
+                           progress=progress, cancel=cancel)
     truth = ds.magnification[idx]
-    out: dict = {"split": split, "n": len(idx), "dataset": str(ds.path)}
+    out: dict = {"split": split, "n": len(idx), "dataset": str(ds.path),
+                 "tta": bool(tta and model is not None)}
     for m in METHODS:
         if f"{m}_class" in pred:
             out[m] = class_metrics(truth, pred[f"{m}_class"])

@@ -38,6 +38,7 @@ from magnipath.magnification._baseline import calibrate_baseline
 from magnipath.magnification._core import ALPHA, AreaTable, MagnificationError
 from magnipath.magnification._data import MagDataset, open_dataset
 from magnipath.magnification._inputs import (
+    blur_jitter,
     check_input,
     check_target_transform,
     encode_target,
@@ -90,6 +91,10 @@ class MagTrainConfig:
         share of ``time_budget_s``, whichever ends first.
     stain_augment : float
         Strength of the random H-E-DAB stain jitter (0: off; 0.05 light, 0.2 strong).
+    blur_augment : float
+        Largest standard deviation, in pixels, of a random Gaussian blur applied to
+        half of the training patches (0: off; see
+        :func:`magnipath.magnification._inputs.blur_jitter`).
     input : {"rgb", "hematoxylin"}
         RGB or the haematoxylin optical density of a fixed colour deconvolution.
     """
@@ -111,6 +116,7 @@ class MagTrainConfig:
     target_transform: str = "linear"
     lr_schedule: str = "constant"
     stain_augment: float = 0.0
+    blur_augment: float = 0.0
     input: str = "rgb"
 
     def replace(self, **kw) -> MagTrainConfig:
@@ -186,6 +192,10 @@ def fit_regressor(ds: MagDataset, target: str, config: MagTrainConfig, *, scale:
     if config.lr_schedule not in ("constant", "cosine"):
         raise MagnificationError(f"lr_schedule {config.lr_schedule!r}: choose constant or "
                                  "cosine.")
+    for name in ("stain_augment", "blur_augment"):
+        if not getattr(config, name) >= 0:
+            raise MagnificationError(f"{name} must be 0 (off) or positive, got "
+                                     f"{getattr(config, name)}.")
     t_start = time.monotonic()
     history: list[dict] = []
     best, best_state = math.inf, None
@@ -214,6 +224,7 @@ def fit_regressor(ds: MagDataset, target: str, config: MagTrainConfig, *, scale:
             if config.augment:
                 imgs = _augment(imgs, rng)
             imgs = hed_jitter(imgs, config.stain_augment, rng)
+            imgs = blur_jitter(imgs, config.blur_augment, rng)
             x = to_input(imgs, device, mode, cl)
             y = torch.as_tensor(y_all[bi], dtype=torch.float32, device=device)
             loss = torch.nn.functional.mse_loss(regress(net, x, amp), y)
