@@ -100,3 +100,49 @@ def test_cli_user_errors(mitosis_slides, tmp_path, capsys):
     rc = main(["mitosis", "detect", str(mitosis_slides[0].slide), "--model", str(tmp_path),
                "--out", str(tmp_path / "x.geojson")])
     assert rc == 1 and "not a mitosis model folder" in capsys.readouterr().err
+
+
+def test_cli_on_a_slide_without_mpp(model_dir, mitosis_slides, tmp_path, capsys):
+    import tifffile
+
+    from magnipath.magnification import suggest_mpp
+
+    region = (0.0, 0.0, 512.0, 512.0)
+    with open_slide(mitosis_slides[1].slide) as s:
+        rgb, mpp = s.read_region(region), s.mpp
+    path = tmp_path / "no mpp.tif"
+    tifffile.imwrite(path, rgb, tile=(128, 128), photometric="rgb")  # no resolution tags
+    detect_args = ["mitosis", "detect", str(path), "--model", str(model_dir), "--out",
+                   str(tmp_path / "d.geojson"), "--json"]
+    assert main(detect_args) == 1
+    err = capsys.readouterr().err
+    assert "--slide-mpp" in err and "suggest-mpp" in err
+
+    assert main([*detect_args, "--slide-mpp", str(mpp), "--heatmap", str(tmp_path / "h")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["slide_mpp"] == pytest.approx(mpp) and out["slide_mpp_source"] == "override"
+    meta = json.loads((tmp_path / "h.json").read_text())
+    assert meta["slide_mpp_source"] == "override"
+    same = detect(model_dir, mitosis_slides[1].slide, region=region)  # the original file
+    np.testing.assert_array_equal(np.load(tmp_path / "h.npy"), same.heatmap)
+
+    assert main([*detect_args, "--slide-mpp", str(2 * mpp)]) == 1  # coarser than the model
+    assert "coarser than" in capsys.readouterr().err
+
+    # the same pixels three times as large: the estimate (40x, the top class) lets it run
+    big = tmp_path / "big.tif"
+    tifffile.imwrite(big, np.repeat(np.repeat(rgb, 3, 0), 3, 1), tile=(128, 128),
+                     photometric="rgb")
+    expected, _ = suggest_mpp(big)
+    assert main(["mitosis", "detect", str(big), "--model", str(model_dir), "--out",
+                 str(tmp_path / "e.geojson"), "--slide-mpp", "estimate", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["slide_mpp"] == pytest.approx(expected) == pytest.approx(mpp)
+    assert out["slide_mpp_source"] == "estimated (baseline)"
+    assert out["slide_mpp_estimate"]["magnification"] == pytest.approx(10 / expected)
+
+    assert main(["mitosis", "evaluate", str(big), "--model", str(model_dir), "--points",
+                 str(mitosis_slides[1].points), "--slide-mpp", "estimate", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["tiles"]["n"] > 0
+    assert res["slide_mpp"][str(big)]["mpp_source"] == "estimated (baseline)"

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from magnipath._errors import MagnipathError, SlideError
-from magnipath.cli.magnification import mpp_option
+from magnipath.cli.magnification import mpp_option, resolve_slide_mpp
 
 NAME = "infer"
 HELP = "whole-slide inference with a trained model"
@@ -108,18 +108,6 @@ def _region(text: str | None) -> tuple[float, float, float, float] | None:
     return (x, y, w, h)
 
 
-def _slide_mpp(option, slide: Path, progress) -> tuple[float | None, dict]:
-    """The mpp to pass for ``slide`` and, when it is an estimate, what to record about it."""
-    if option is None or isinstance(option, float):
-        return option, {}
-    mpp, source, details = option.resolve(slide, progress=progress)  # --mpp estimate[:MODEL]
-    if details is None:  # the file gives one: no estimate needed
-        return None, {}
-    return mpp, {"mpp": mpp, "mpp_source": source,
-                 "mpp_estimate": {k: details.get(k) for k in
-                                  ("magnification", "method", "votes", "n_tiles", "note")}}
-
-
 def _record_estimate(store: Path, estimated: dict) -> None:
     """Say in the prediction store's metadata that the slide's mpp was estimated."""
     import zarr
@@ -143,7 +131,7 @@ def run(args: argparse.Namespace, progress) -> dict:
     object_type = args.object_type.rstrip("s")
     results = []
     for slide, image_name in _targets(args):
-        mpp, estimated = _slide_mpp(args.mpp, slide, progress)
+        mpp, estimated = resolve_slide_mpp(args.mpp, slide, progress)
         try:
             res = infer_slide(slide, args.model, args.out, cfg, mpp=mpp, progress=progress)
         except SlideError as e:
@@ -152,7 +140,7 @@ def run(args: argparse.Namespace, progress) -> dict:
                                  "(or estimate:MODEL_DIR); the summary and the prediction "
                                  "store then record the mpp as estimated.") from e
             raise
-        if estimated:
+        if "mpp_estimate" in estimated:
             _record_estimate(res.store, estimated)
         entry = {"slide": str(slide), "store": str(res.store), "label_shape": res.out_shape,
                  "target_mpp": res.target_mpp, "windows": res.n_windows,

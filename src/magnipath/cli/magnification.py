@@ -158,6 +158,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _common(v)
 
 
+def resolve_slide_mpp(option: float | Any | None, slide: Path,
+                      progress=None) -> tuple[float | None, dict]:
+    """The level-0 µm/px to open ``slide`` with, from an :func:`mpp_option` value.
+
+    Returns
+    -------
+    (float or None, dict)
+        ``(None, {})`` without an option (the file's own mpp is used);
+        ``(value, {"mpp": value, "mpp_source": "override"})`` for a number; for
+        ``estimate[:MODEL_DIR]``: ``(None, {})`` when the file gives an mpp (it is
+        kept), else the estimate and what to record about it (``mpp``,
+        ``mpp_source`` such as ``"estimated (baseline)"``, ``mpp_estimate``).
+    """
+    if option is None:
+        return None, {}
+    if isinstance(option, float):
+        return option, {"mpp": option, "mpp_source": "override"}
+    mpp, source, details = option.resolve(slide, progress=progress)
+    if details is None:  # the file gives one: no estimate needed
+        return None, {}
+    return mpp, {"mpp": mpp, "mpp_source": source,
+                 "mpp_estimate": {k: details.get(k) for k in
+                                  ("magnification", "method", "votes", "n_tiles", "note")}}
+
+
 def mpp_option(text: str) -> float | Any:
     """argparse type of an mpp option: a number of µm/px, or ``estimate[:MODEL_DIR]``.
 

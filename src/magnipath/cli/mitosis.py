@@ -33,6 +33,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="no progress bars")
 
 
+def _slide_mpp_arg(p: argparse.ArgumentParser) -> None:
+    from magnipath.cli.magnification import mpp_option
+
+    p.add_argument("--slide-mpp", type=mpp_option, metavar="UM|estimate[:MODEL_DIR]",
+                   help="level-0 µm/px of slides whose file gives none (0.25 = 40x), or "
+                        "'estimate' / 'estimate:MODEL_DIR' to estimate it from their pixels "
+                        "(recorded as an estimate in the summary)")
+
+
 def _points_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--points", nargs="*", type=Path, metavar="GEOJSON",
                    help="mitosis points per slide, in slide order (default NAME.mitoses.geojson)")
@@ -50,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--val", nargs="*", type=Path, default=[], metavar="SLIDE",
                    help="validation slides (their points next to them); picks the best epoch")
     _points_args(t)
+    _slide_mpp_arg(t)
     g = t.add_argument_group("tiles and labels")
     g.add_argument("--tile", type=int, default=64, help="tile side, px (64 or 256; default 64)")
     g.add_argument("--mpp", type=float, help="tile resolution, µm/px (default level 0)")
@@ -95,6 +105,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--threshold", type=float, default=0.5,
                    help="write tiles with probability above this (0..1, default 0.5)")
     d.add_argument("--as-points", action="store_true", help="tile centres instead of squares")
+    _slide_mpp_arg(d)
     d.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
     _common(d)
 
@@ -102,13 +113,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("slides", nargs="+", type=Path, metavar="SLIDE", help="held-out slides")
     e.add_argument("--model", type=Path, required=True, help="model folder")
     _points_args(e)
+    _slide_mpp_arg(e)
     e.add_argument("--threshold", type=float, default=0.5,
                    help="probability cut for a positive call (0..1, default 0.5)")
     e.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
     _common(e)
 
 
-def _sources(slides: list[Path], args: argparse.Namespace) -> list:
+def _sources(slides: list[Path], args: argparse.Namespace, progress=None,
+             record: dict | None = None) -> list:
+    """The slides with their points and slide mpp (``record`` collects what was estimated)."""
+    from magnipath.cli.magnification import resolve_slide_mpp
     from magnipath.mitosis import MitosisSource, load_points
     from magnipath.synth import sidecar_paths
 
@@ -131,7 +146,10 @@ def _sources(slides: list[Path], args: argparse.Namespace) -> list:
                 raise MagnipathError(f"{s}: no mitosis points; expected {path} (give --points "
                                      "or --project)")
             points = load_points(path, point_class=getattr(args, "point_class", "Mitosis"))
-        out.append(MitosisSource(s, points))
+        mpp, said = resolve_slide_mpp(getattr(args, "slide_mpp", None), s, progress)
+        if record is not None and said:
+            record[str(s)] = said
+        out.append(MitosisSource(s, points, mpp=mpp))
     return out
 
 
@@ -149,6 +167,19 @@ def _region(text: str | None):
 
 def run(args: argparse.Namespace, progress) -> dict:
     """Run one action; return its summary."""
+    from magnipath._errors import SlideError
+
+    try:
+        return _run(args, progress)
+    except SlideError as e:
+        if getattr(args, "slide_mpp", None) is None and "suggest-mpp" in str(e):
+            raise SlideError(f"{e} In 'magnipath mitosis' give it with --slide-mpp (--mpp "
+                             "there is the tile resolution), or let it be estimated: "
+                             "--slide-mpp estimate (or estimate:MODEL_DIR).") from e
+        raise
+
+
+def _run(args: argparse.Namespace, progress) -> dict:
     from magnipath import mitosis as mt
 
     if args.action == "train":
@@ -157,9 +188,11 @@ def run(args: argparse.Namespace, progress) -> dict:
             raise MagnipathError(f"{out} exists; choose another folder or --overwrite")
         tc = mt.TileConfig(tile=args.tile, mpp=args.mpp, a=args.a, threshold=args.threshold,
                            max_negative_ratio=args.max_negative_ratio, seed=args.seed)
-        tiles = mt.make_tiles(_sources(args.slides, args), tc, progress=progress)
-        val = mt.make_tiles(_sources(args.val, args), tc, progress=progress) if args.val \
-            else None
+        said: dict = {}
+        tiles = mt.make_tiles(_sources(args.slides, args, progress, said), tc,
+                              progress=progress)
+        val = mt.make_tiles(_sources(args.val, args, progress, said), tc,
+                            progress=progress) if args.val else None
         try:
             filters = tuple(int(f) for f in args.filters.split(","))
         except ValueError:
@@ -173,23 +206,39 @@ def run(args: argparse.Namespace, progress) -> dict:
             device=args.device, seed=args.seed)
         _, summary = mt.train(tiles, val, out, cfg, progress=progress)
         last = summary["history"][-1] if summary["history"] else {}
-        return {"model": str(out), "tiles": len(tiles), "positive_tiles": int(tiles.labels.sum()),
-                "epochs": summary["epochs"], "last_epoch": last, "seconds": summary["seconds"]}
+        res = {"model": str(out), "tiles": len(tiles), "positive_tiles": int(tiles.labels.sum()),
+               "epochs": summary["epochs"], "last_epoch": last, "seconds": summary["seconds"]}
+        return {**res, "slide_mpp": said} if said else res
     if args.action == "detect":
-        det = mt.detect(args.model, args.slide, region=_region(args.region), device=args.device,
-                        progress=progress)
+        from magnipath.cli.magnification import resolve_slide_mpp
+
+        slide_mpp, said = resolve_slide_mpp(args.slide_mpp, args.slide, progress)
+        try:
+            det = mt.detect(args.model, args.slide, region=_region(args.region),
+                            device=args.device, slide_mpp=slide_mpp, progress=progress)
+        except mt.MitosisError as e:
+            if "mpp_estimate" in said:
+                raise mt.MitosisError(f"{e} Here {said['mpp']:.4g} µm/px is {said['mpp_source']}"
+                                      ", not read from the file.") from e
+            raise
+        source = {"slide_mpp": det.slide_mpp, "slide_mpp_source": det.slide_mpp_source}
+        if "mpp_estimate" in said:  # opened with the estimate: say it is one
+            source.update(slide_mpp_source=said["mpp_source"],
+                          slide_mpp_estimate=said["mpp_estimate"])
         det.write_geojson(args.out, args.threshold, as_points=args.as_points)
         res = {"geojson": str(args.out), "tiles": len(det.probs),
                "detections": int((det.probs > args.threshold).sum()),
-               "heatmap_shape": list(det.heatmap.shape)}
+               "heatmap_shape": list(det.heatmap.shape), **source}
         if args.heatmap:
-            res["heatmap"] = _write_heatmap(det, Path(args.heatmap))
+            res["heatmap"] = _write_heatmap(det, Path(args.heatmap), source)
         return res
-    return mt.evaluate(args.model, _sources(args.slides, args), threshold=args.threshold,
-                       device=args.device, progress=progress)
+    said = {}
+    res = mt.evaluate(args.model, _sources(args.slides, args, progress, said),
+                      threshold=args.threshold, device=args.device, progress=progress)
+    return {**res, "slide_mpp": said} if said else res
 
 
-def _write_heatmap(det, path: Path) -> str:
+def _write_heatmap(det, path: Path, slide_source: dict) -> str:
     import numpy as np
 
     from magnipath._io import atomic_path, atomic_write_text
@@ -199,5 +248,6 @@ def _write_heatmap(det, path: Path) -> str:
         np.save(tmp, det.heatmap)
     atomic_write_text(path.with_suffix(".json"), json.dumps(
         {"origin_xy": list(det.origin), "step": det.step, "tile_size": det.tile_size,
-         "mpp": det.mpp, "units": "level-0 pixels", "shape": list(det.heatmap.shape)}))
+         "mpp": det.mpp, "units": "level-0 pixels", "shape": list(det.heatmap.shape),
+         **slide_source}))
     return str(npy)

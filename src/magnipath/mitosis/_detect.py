@@ -46,6 +46,11 @@ class Detection:
         Default cut for :meth:`objects` (0.5).
     mpp : float
         µm/px the tiles were read at.
+    slide_mpp : float or None
+        Level-0 µm/px of the slide (None for arrays).
+    slide_mpp_source : str or None
+        Where it came from (the slide's ``mpp_source``: ``"ome"``, ``"aperio"``,
+        ``"override"``...; None for arrays).
     """
 
     heatmap: np.ndarray
@@ -56,6 +61,8 @@ class Detection:
     probs: np.ndarray
     threshold: float = 0.5
     mpp: float = 0.25
+    slide_mpp: float | None = None
+    slide_mpp_source: str | None = None
 
     def objects(self, threshold: float | None = None, *, as_points: bool = False) -> list:
         """QuPath detections (class ``Mitosis``) of the tiles with probability above the cut.
@@ -104,7 +111,8 @@ class _ArraySource:
 
 def detect(model: MitosisModel | str | os.PathLike, source, *,
            region: tuple[float, float, float, float] | None = None, stride: int | None = None,
-           image_mpp: float | None = None, min_tissue: float = 0.25, batch_size: int = 256,
+           image_mpp: float | None = None, slide_mpp: float | None = None,
+           min_tissue: float = 0.25, batch_size: int = 256,
            device: str = "cpu", progress: ProgressCallback | None = None,
            cancel: CancelCallback | None = None) -> Detection:
     """Mitosis probability of every tissue tile of a slide, region or image.
@@ -118,6 +126,9 @@ def detect(model: MitosisModel | str | os.PathLike, source, *,
         model's resolution unless ``image_mpp`` says otherwise (then it must match).
     region : tuple, optional
         Level-0 box ``(x, y, w, h)``; default the whole slide or image.
+    slide_mpp : float, optional
+        Level-0 µm/px of a slide *file* whose metadata has none (or is wrong);
+        passed to :func:`magnipath.slide.open_slide`.
     stride : int, optional
         Step in output pixels (default the tile size).
     min_tissue : float
@@ -143,7 +154,7 @@ def detect(model: MitosisModel | str | os.PathLike, source, *,
     if isinstance(source, Slide):
         return _run(model, source, region, stride, None, min_tissue, batch_size, device,
                     progress, cancel, slide_vectors(source) if model.stain != "rgb" else None)
-    with open_slide(source) as slide:
+    with open_slide(source, mpp=slide_mpp) as slide:
         return _run(model, slide, region, stride, None, min_tissue, batch_size, device,
                     progress, cancel, slide_vectors(slide) if model.stain != "rgb" else None)
 
@@ -160,6 +171,13 @@ def _run(model: MitosisModel, src, region, stride, mpp, min_tissue, batch_size, 
         except (StainError, AttributeError):
             vectors = REFERENCE_VECTORS
     d = mpp / src.mpp
+    if d < 1 - 1e-3:
+        where = getattr(src, "path", "the image")
+        raise MitosisError(
+            f"{where}: level 0 is {src.mpp:.4g} µm/px ({getattr(src, 'mpp_source', 'given')}), "
+            f"coarser than the {mpp:.4g} µm/px the model was trained at; mitoses cannot be "
+            "found in upsampled pixels. Use a finer scan or a model trained at this "
+            "resolution, and check the slide's mpp (an estimated one can be a class off).")
     region = region or (0.0, 0.0, float(src.width), float(src.height))
     step = (stride or tile) * d
     boxes = grid_boxes(region, tile * d, step)
@@ -177,8 +195,10 @@ def _run(model: MitosisModel, src, region, stride, mpp, min_tissue, batch_size, 
             heat[idx[tissue]] = model.predict(imgs[tissue], vectors, device=device)
         report(progress, "mitosis/detect", min(s + chunk, len(todo)), len(todo))
     ok = np.isfinite(heat)
+    source = getattr(src, "mpp_source", None)  # a Slide; arrays have no level 0 of their own
     return Detection(heat.reshape(-1, nx), (float(region[0]), float(region[1])), float(step),
-                     float(tile * d), boxes[ok], heat[ok], 0.5, mpp)
+                     float(tile * d), boxes[ok], heat[ok], 0.5, mpp,
+                     float(src.mpp) if source is not None else None, source)
 
 
 def _maybe_tissue(src, boxes: np.ndarray) -> np.ndarray:

@@ -37,8 +37,8 @@ def evaluate(model: MitosisModel | str | os.PathLike, sources: list[MitosisSourc
     all_p, all_y, per = [], [], []
     n_pts, n_found = 0, 0
     for src in sources:
-        det = detect(model, src.slide, region=src.region, device=device, progress=progress,
-                     cancel=cancel)
+        det = detect(model, src.slide, region=src.region, slide_mpp=src.mpp, device=device,
+                     progress=progress, cancel=cancel)
         pts = load_points(src.points)
         y = positive_tiles(tile_probabilities(pts, det.boxes, model.tile, a), lt)
         hits = point_hits(pts, det.boxes, det.probs > threshold)
