@@ -60,6 +60,8 @@ def test_run_writes_the_dataset(tiling, qtbot, tmp_path, synthetic, notification
     assert boxes == sorted((x, y, 256, 256) for y in range(0, 1024, 256)
                            for x in range(0, 1024, 256))
     assert manifest["n_tiles"] == 16
+    # the file's own mpp, not an override: the widget passes the layer's mpp_source on
+    assert manifest["slides"][0]["mpp_source"] not in (None, "override")
     # the labels come from the annotations: some tile has labelled pixels
     assert any((ds.label(i) != ds.class_map.ignore_index).any() for i in range(len(ds)))
     assert "16 tiles" in widget.status.value

@@ -164,7 +164,7 @@ def test_infer_mpp_estimate_uses_and_records_it(nompp, tissue, model, tmp_path, 
     assert "slide_mpp_source" not in meta
 
 
-def test_tile_mpp_override_estimate(nompp, tmp_path, capsys):
+def test_tile_mpp_override_estimate(nompp, tissue, tmp_path, capsys):
     out = tmp_path / "ds"
     assert main(["tile", str(nompp), "--out", str(out), "--mpp-override", "estimate",
                  "--magnification", "10", "--size", "64", "--json", "--quiet"]) == 0
@@ -175,6 +175,18 @@ def test_tile_mpp_override_estimate(nompp, tmp_path, capsys):
     assert est["votes"] == details["votes"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["slides"][0]["mpp"] == pytest.approx(expected)
+    assert manifest["slides"][0]["mpp_source"] == "estimated (baseline)"
+
+    # a number is an override; a file's own mpp keeps the file's source
+    assert main(["tile", str(nompp), "--out", str(tmp_path / "ds2"), "--mpp-override", "0.3",
+                 "--magnification", "10", "--size", "64", "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "ds2" / "manifest.json").read_text())
+    assert manifest["slides"][0]["mpp_source"] == "override"
+    known = write_slide(tmp_path / "known.tif", tissue, 0.25)
+    assert main(["tile", str(known), "--out", str(tmp_path / "ds3"), "--magnification", "10",
+                 "--size", "64", "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "ds3" / "manifest.json").read_text())
+    assert manifest["slides"][0]["mpp_source"] == "tiff-resolution"
 
 
 @pytest.mark.parametrize("value", ["bogus", "0", "-1", "estimate:"])

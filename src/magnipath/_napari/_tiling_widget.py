@@ -254,7 +254,10 @@ class TilingWidget(JobWidget):
         except MagnipathError as e:
             show_error(str(e))
             return None
-        source = SlideSource(path=path, annotations=objects, mpp=mpp)
+        # the file's mpp_source, or "estimated (...)" once the Magnification widget's
+        # "Apply as layer scale" has set an estimate on the layer
+        source = SlideSource(path=path, annotations=objects, mpp=mpp,
+                             mpp_source=image.metadata["magnipath"].get("mpp_source"))
 
         def job(progress: Any, cancel: Any) -> dict:
             from magnipath.tiling import make_dataset

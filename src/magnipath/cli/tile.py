@@ -170,7 +170,8 @@ def _project_sources(args: argparse.Namespace) -> list:
                                   f"({info.uri}) is missing; fix its path in QuPath first")
             objs = proj.read_objects(info.name, include_predictions=False)
             out.append(SlideSource(path=Path(info.path), annotations=objs, slide_id=info.name,
-                                   group=groups.get(info.name), mpp=args.mpp_override or info.mpp))
+                                   group=groups.get(info.name), mpp=args.mpp_override or info.mpp,
+                                   mpp_source="override" if args.mpp_override else "qupath"))
     return out
 
 
@@ -255,8 +256,9 @@ def run(args: argparse.Namespace, progress: ProgressCallback) -> dict:
         sources = _sources(args)
     estimated = _estimate_mpps(sources, request, progress) if request is not None else {}
     if estimated:
-        sources = [replace(s, mpp=estimated[s.id]["mpp"]) if s.id in estimated else s
-                   for s in sources]
+        sources = [replace(s, mpp=estimated[s.id]["mpp"],
+                           mpp_source=estimated[s.id]["mpp_source"]) if s.id in estimated
+                   else s for s in sources]
     class_map = ClassMap.parse(args.classes) if args.classes else None
     with warnings.catch_warnings():  # they are listed in the summary's "warnings"
         warnings.simplefilter("ignore", TilingWarning)

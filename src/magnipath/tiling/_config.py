@@ -31,6 +31,11 @@ class SlideSource:
         Default: the slide id.
     mpp : float or None
         Override of the slide's level-0 resolution, µm/px.
+    mpp_source : str or None
+        Where ``mpp`` came from, recorded in the manifest (e.g. ``"estimated
+        (baseline)"`` for :func:`magnipath.magnification.suggest_mpp`'s estimate,
+        ``"qupath"``); default ``"override"`` when ``mpp`` is given, else the
+        slide file's own source (``"ome"``, ``"aperio"``...).
     """
 
     path: Path
@@ -39,6 +44,7 @@ class SlideSource:
     slide_id: str | None = None
     group: str | None = None
     mpp: float | None = None
+    mpp_source: str | None = None
 
     @property
     def id(self) -> str:

@@ -78,6 +78,8 @@ def manifest(jobs: list[Any], class_map: ClassMap, config: TilingConfig, stride:
         "split": {"ratios": [float(v) for v in config.split], "seed": config.seed, "by": "group"},
         "slides": [{"slide_id": j.source.id, "path": str(Path(j.source.path).resolve()),
                     "group": j.source.group_id, "split": j.split, "mpp": j.slide.mpp,
+                    "mpp_source": (j.source.mpp_source if j.source.mpp is not None
+                                   and j.source.mpp_source else j.slide.mpp_source),
                     "width": j.slide.width, "height": j.slide.height, "n_tiles": j.n_kept,
                     "n_grid": j.n_grid, "annotations": _source_path(j.source.annotations),
                     "points": _source_path(j.source.points)} for j in jobs],
