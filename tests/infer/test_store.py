@@ -133,3 +133,20 @@ def test_a_folder_that_is_not_a_store_is_refused(infer_slide_file, tmp_path, int
     with pytest.raises(PredictionStoreError, match="not a MagniPath prediction store"):
         infer_slide(infer_slide_file.slide, intensity_model, tmp_path)
     assert (tmp_path / "wide.zarr" / "notes.txt").read_text() == "mine"
+
+
+def test_slide_facts_are_in_the_store_from_its_creation(infer_slide_file, tmp_path,
+                                                        intensity_model):
+    import zarr
+
+    facts = {"slide_mpp": 0.26, "slide_mpp_source": "estimated (baseline)"}
+    cfg = InferConfig(chunk=64, batch_size=4)
+    with pytest.raises(Cancelled):
+        infer_slide(infer_slide_file.slide, intensity_model, tmp_path, cfg, slide_meta=facts,
+                    cancel=_cancel_after(2))
+    store = tmp_path / "wide.zarr"
+    meta = zarr.open_group(store, mode="r").attrs["magnipath"]  # unfinished, yet said
+    assert {k: meta[k] for k in facts} == facts and meta["complete"] is False
+    res = infer_slide(infer_slide_file.slide, intensity_model, tmp_path, cfg, slide_meta=facts)
+    _, meta = open_prediction(res.store)
+    assert {k: meta[k] for k in facts} == facts and meta["complete"] is True

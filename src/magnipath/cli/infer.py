@@ -108,17 +108,6 @@ def _region(text: str | None) -> tuple[float, float, float, float] | None:
     return (x, y, w, h)
 
 
-def _record_estimate(store: Path, estimated: dict) -> None:
-    """Say in the prediction store's metadata that the slide's mpp was estimated."""
-    import zarr
-
-    root = zarr.open_group(store, mode="r+")
-    meta = dict(root.attrs["magnipath"])
-    meta.update(slide_mpp=estimated["mpp"], slide_mpp_source=estimated["mpp_source"],
-                slide_mpp_estimate=estimated["mpp_estimate"])
-    root.attrs["magnipath"] = meta
-
-
 def run(args: argparse.Namespace, progress) -> dict:
     from magnipath.infer import InferConfig, infer_slide, prediction_objects
 
@@ -133,15 +122,18 @@ def run(args: argparse.Namespace, progress) -> dict:
     for slide, image_name in _targets(args):
         mpp, estimated = resolve_slide_mpp(args.mpp, slide, progress)
         try:
-            res = infer_slide(slide, args.model, args.out, cfg, mpp=mpp, progress=progress)
+            slide_meta = ({"slide_mpp": estimated["mpp"],
+                           "slide_mpp_source": estimated["mpp_source"],
+                           "slide_mpp_estimate": estimated["mpp_estimate"]}
+                          if "mpp_estimate" in estimated else None)
+            res = infer_slide(slide, args.model, args.out, cfg, mpp=mpp, slide_meta=slide_meta,
+                              progress=progress)
         except SlideError as e:
             if args.mpp is None and "suggest-mpp" in str(e):  # the file has no mpp
                 raise SlideError(f"{e} Or let infer estimate it and use it: --mpp estimate "
                                  "(or estimate:MODEL_DIR); the summary and the prediction "
                                  "store then record the mpp as estimated.") from e
             raise
-        if "mpp_estimate" in estimated:
-            _record_estimate(res.store, estimated)
         entry = {"slide": str(slide), "store": str(res.store), "label_shape": res.out_shape,
                  "target_mpp": res.target_mpp, "windows": res.n_windows,
                  "skipped_no_tissue": res.n_skipped, "resumed_chunks": res.n_resumed_chunks,

@@ -88,6 +88,7 @@ def _region(region: Box | None, s) -> Box:
 
 def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
                 config: InferConfig | None = None, *, mpp: float | None = None,
+                slide_meta: dict | None = None,
                 progress: ProgressCallback | None = None,
                 cancel: CancelCallback | None = None) -> InferResult:
     """Predict a label map for a slide with a model, exactly at the model's input geometry.
@@ -114,6 +115,10 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
         Stride, batch size, device, tissue mask, region (level-0 box)...
     mpp : float, optional
         Level-0 µm/px override for slides without (or with wrong) metadata.
+    slide_meta : dict, optional
+        JSON-ready facts about the slide kept in the store's ``magnipath``
+        metadata from the moment it is created (e.g. ``slide_mpp_source:
+        "estimated (baseline)"`` when ``mpp`` is an estimate).
     progress, cancel : callables, optional
         Progress events (stages ``"infer"`` and ``"infer/pyramid"``) and a
         cancel check (raises :class:`~magnipath._errors.Cancelled`; finished
@@ -163,7 +168,7 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
             meta={"target_mpp": geometry.target_mpp, "origin": list(region[:2]),
                   "downsample": d, "class_map": card.class_map, "slide": str(s.path),
                   "geometry": card.geometry, "ignore_index": card.ignore_index,
-                  "precision": precision})
+                  "precision": precision, **(slide_meta or {})})
         resumed = len(store.done)
 
         def result(**kw) -> InferResult:
