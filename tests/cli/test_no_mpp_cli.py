@@ -172,7 +172,9 @@ def test_tile_mpp_override_estimate(nompp, tissue, tmp_path, capsys):
     expected, details = suggest_mpp(nompp)
     est = summary["estimated_mpp"]["no mpp"]
     assert est["mpp"] == pytest.approx(expected) and est["mpp_source"] == "estimated (baseline)"
-    assert est["votes"] == details["votes"]
+    # the same record as infer's and mitosis's summaries (one resolve_slide_mpp)
+    assert est["mpp_estimate"]["votes"] == details["votes"]
+    assert est["mpp_estimate"]["magnification"] == pytest.approx(10 / expected)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["slides"][0]["mpp"] == pytest.approx(expected)
     assert manifest["slides"][0]["mpp_source"] == "estimated (baseline)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from magnipath._errors import Cancelled
 from magnipath.geometry import TileGeometry
 from magnipath.infer import (
     InferConfig,
+    InferError,
     PredictionStoreError,
     infer_slide,
     open_prediction,
@@ -150,3 +152,17 @@ def test_slide_facts_are_in_the_store_from_its_creation(infer_slide_file, tmp_pa
     res = infer_slide(infer_slide_file.slide, intensity_model, tmp_path, cfg, slide_meta=facts)
     _, meta = open_prediction(res.store)
     assert {k: meta[k] for k in facts} == facts and meta["complete"] is True
+
+
+@pytest.mark.parametrize("facts, what", [
+    ({"target_mpp": 9.0}, "may not set ['target_mpp']"),
+    ({"complete": True, "slide_mpp": 0.3}, "may not set ['complete']"),
+    ({"slide_mpp": float("nan")}, "JSON-ready"),
+    ({"slide_mpp_estimate": object()}, "JSON-ready"),
+])
+def test_slide_facts_cannot_replace_the_stores_own(infer_slide_file, tmp_path, intensity_model,
+                                                   facts, what):
+    with pytest.raises(InferError, match=re.escape(what)):
+        infer_slide(infer_slide_file.slide, intensity_model, tmp_path,
+                    InferConfig(chunk=64, batch_size=4), slide_meta=facts)
+    assert not (tmp_path / "wide.zarr").exists()  # refused before anything is written

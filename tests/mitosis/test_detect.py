@@ -115,8 +115,8 @@ def test_cli_on_a_slide_without_mpp(model_dir, mitosis_slides, tmp_path, capsys)
     detect_args = ["mitosis", "detect", str(path), "--model", str(model_dir), "--out",
                    str(tmp_path / "d.geojson"), "--json"]
     assert main(detect_args) == 1
-    err = capsys.readouterr().err
-    assert "--slide-mpp" in err and "suggest-mpp" in err
+    err = "".join(capsys.readouterr().err.split())  # the CLI wraps long errors
+    assert "--slide-mpp" in err and "magnipathmagnificationsuggest-mpp" in err
 
     assert main([*detect_args, "--slide-mpp", str(mpp), "--heatmap", str(tmp_path / "h")]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -135,11 +135,16 @@ def test_cli_on_a_slide_without_mpp(model_dir, mitosis_slides, tmp_path, capsys)
                      photometric="rgb")
     expected, _ = suggest_mpp(big)
     assert main(["mitosis", "detect", str(big), "--model", str(model_dir), "--out",
-                 str(tmp_path / "e.geojson"), "--slide-mpp", "estimate", "--json"]) == 0
+                 str(tmp_path / "e.geojson"), "--slide-mpp", "estimate", "--json",
+                 "--heatmap", str(tmp_path / "he")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["slide_mpp"] == pytest.approx(expected) == pytest.approx(mpp)
     assert out["slide_mpp_source"] == "estimated (baseline)"
     assert out["slide_mpp_estimate"]["magnification"] == pytest.approx(10 / expected)
+    meta = json.loads((tmp_path / "he.json").read_text())  # the heat map says it too
+    assert meta["slide_mpp"] == pytest.approx(expected)
+    assert meta["slide_mpp_source"] == "estimated (baseline)"
+    assert meta["slide_mpp_estimate"] == out["slide_mpp_estimate"]
 
     assert main(["mitosis", "evaluate", str(big), "--model", str(model_dir), "--points",
                  str(mitosis_slides[1].points), "--slide-mpp", "estimate", "--json"]) == 0

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from magnipath._errors import SlideError, TilingError
-from magnipath.cli.magnification import mpp_option
+from magnipath.cli.magnification import mpp_option, resolve_slide_mpp
 from magnipath.progress import ProgressCallback
 
 if TYPE_CHECKING:
@@ -278,14 +278,17 @@ def run(args: argparse.Namespace, progress: ProgressCallback) -> dict:
 
 
 def _estimate_mpps(sources: list, request, progress: ProgressCallback) -> dict[str, dict]:
-    """Estimated level-0 mpp of the sources whose files give none, by slide id."""
+    """Estimated level-0 mpp of the sources whose files give none, by slide id.
+
+    Each entry is what :func:`magnipath.cli.magnification.resolve_slide_mpp` records
+    (``mpp``, ``mpp_source`` such as ``"estimated (baseline)"``, ``mpp_estimate``), as
+    in the summaries of ``magnipath infer`` and ``magnipath mitosis``.
+    """
     out = {}
     for s in sources:
         if s.mpp is not None:  # a QuPath project's own mpp
             continue
-        mpp, source, details = request.resolve(s.path, progress=progress)
-        if details is not None:
-            out[s.id] = {"mpp": mpp, "mpp_source": source,
-                         "magnification": details.get("magnification"),
-                         "votes": details.get("votes"), "n_tiles": details.get("n_tiles")}
+        _, said = resolve_slide_mpp(request, s.path, progress)
+        if "mpp_estimate" in said:  # else the file gives one: it is kept
+            out[s.id] = said
     return out

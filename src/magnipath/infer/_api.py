@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -86,6 +87,30 @@ def _region(region: Box | None, s) -> Box:
     return (x, y, w, h)
 
 
+# keys of the store's own ``magnipath`` metadata: slide_meta may not replace them
+_RUN_KEYS = frozenset({"signature", "complete", "fill", "levels", "target_mpp", "origin",
+                       "downsample", "class_map", "slide", "geometry", "ignore_index",
+                       "precision", "n_windows", "n_skipped", "seconds"})
+
+
+def _slide_meta(slide_meta: dict | None) -> dict:
+    """``slide_meta`` checked: JSON-ready, with string keys that are not the run's own."""
+    if not slide_meta:
+        return {}
+    if not isinstance(slide_meta, dict) or not all(isinstance(k, str) for k in slide_meta):
+        raise InferError("slide_meta must be a dict with string keys, e.g. "
+                         "{'slide_mpp_source': 'estimated (baseline)'}")
+    clash = sorted(_RUN_KEYS & set(slide_meta))
+    if clash:
+        raise InferError(f"slide_meta may not set {clash}: the prediction store records "
+                         "them itself; use other names (e.g. 'slide_mpp_source')")
+    try:
+        return json.loads(json.dumps(slide_meta, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise InferError(f"slide_meta must be JSON-ready (numbers, strings, lists, dicts; "
+                         f"no NaN): {e}") from None
+
+
 def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
                 config: InferConfig | None = None, *, mpp: float | None = None,
                 slide_meta: dict | None = None,
@@ -118,7 +143,8 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
     slide_meta : dict, optional
         JSON-ready facts about the slide kept in the store's ``magnipath``
         metadata from the moment it is created (e.g. ``slide_mpp_source:
-        "estimated (baseline)"`` when ``mpp`` is an estimate).
+        "estimated (baseline)"`` when ``mpp`` is an estimate); it may not
+        replace the store's own keys (``target_mpp``, ``signature``...).
     progress, cancel : callables, optional
         Progress events (stages ``"infer"`` and ``"infer/pyramid"``) and a
         cancel check (raises :class:`~magnipath._errors.Cancelled`; finished
@@ -137,12 +163,14 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
     ModelError
         The model or its card is missing, damaged or inconsistent.
     InferError
-        Bad settings, or the output folder holds another run (without ``overwrite``).
+        Bad settings (``slide_meta`` included), or the output folder holds another
+        run (without ``overwrite``).
     """
     from magnipath.device import amp_dtype, resolve_device
     from magnipath.slide import open_slide
 
     cfg = config or InferConfig()
+    facts = _slide_meta(slide_meta)
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
     net, card, model_path = _load(model, device)
@@ -168,7 +196,7 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
             meta={"target_mpp": geometry.target_mpp, "origin": list(region[:2]),
                   "downsample": d, "class_map": card.class_map, "slide": str(s.path),
                   "geometry": card.geometry, "ignore_index": card.ignore_index,
-                  "precision": precision, **(slide_meta or {})})
+                  "precision": precision, **facts})
         resumed = len(store.done)
 
         def result(**kw) -> InferResult:
