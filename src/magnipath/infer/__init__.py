@@ -10,7 +10,7 @@ turns chosen classes of a finished store into QuPath objects.
 >>> result.store  # predictions/slide.zarr: labels/0 at the model's target mpp  # doctest: +SKIP
 """
 
-from magnipath.infer._api import infer_slide
+from magnipath.infer._api import FieldOfViewWarning, infer_slide
 from magnipath.infer._config import InferConfig, InferError, InferResult
 from magnipath.infer._engine import run_windows
 from magnipath.infer._objects import prediction_objects
@@ -23,6 +23,7 @@ from magnipath.infer._store import (
 )
 from magnipath.infer._windows import WindowPlan, blend_weights, plan_windows
 
-__all__ = ["InferConfig", "InferError", "InferResult", "PredictionStore", "PredictionStoreError",
+__all__ = ["FieldOfViewWarning", "InferConfig", "InferError", "InferResult", "PredictionStore",
+           "PredictionStoreError",
            "WindowPlan", "WindowReader", "blend_weights", "infer_slide", "open_prediction",
            "plan_windows", "prediction_objects", "run_windows", "store_path"]

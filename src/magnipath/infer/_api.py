@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,33 @@ def _check_magnification(s, geometry) -> None:
             f"needs inputs at {finest:.4g} µm/px ({10 / finest:.3g}x); use a model trained at "
             "a lower magnification or a slide scanned at a higher one (if the slide's "
             "resolution metadata is wrong, give the right one with --mpp)")
+
+
+class FieldOfViewWarning(UserWarning):
+    """The image is smaller than the model's field of view: its surroundings are padding."""
+
+
+def field_of_view_message(s, geometry) -> str | None:
+    """Why predictions on a small image are less reliable, or ``None`` when it is big enough.
+
+    The model's field of view is its coarsest input's extent (size x µm/px);
+    an image narrower or shorter than that in µm (level-0 side x slide mpp)
+    fills the rest of every window's context with zero (black) padding.
+    """
+    widest = max(geometry.inputs, key=lambda i: i.field_um)
+    fov_um = widest.field_um
+    w_um, h_um = s.width * s.mpp, s.height * s.mpp
+    if min(w_um, h_um) >= fov_um:
+        return None
+    return (f"{s.path}: the image covers {w_um:.0f} x {h_um:.0f} µm ({s.width} x {s.height} px "
+            f"at {s.mpp:.4g} µm/px), less than the model's field of view of {fov_um:.0f} µm "
+            f"(its coarsest input: {widest.size} px at {widest.mpp:g} µm/px). Everything the "
+            "model sees beyond the image is zero (black) padding, which it met in training "
+            "only at slide borders: predictions are less reliable, most near the edges and "
+            "everywhere when the image is much smaller than the field of view (tissue may be "
+            "called Background or classed from too little context). Use a larger crop (at "
+            f"least {fov_um:.0f} µm a side), or a model with a smaller context; check that "
+            "the mpp is right (a wrong --mpp changes the µm the image covers).")
 
 
 def _region(region: Box | None, s) -> Box:
@@ -165,6 +193,12 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
     InferError
         Bad settings (``slide_meta`` included), or the output folder holds another
         run (without ``overwrite``).
+
+    Warns
+    -----
+    FieldOfViewWarning
+        Once per call, when the image is smaller (in µm) than the model's
+        coarsest input: the message says what the zero padding does.
     """
     from magnipath.device import amp_dtype, resolve_device
     from magnipath.slide import open_slide
@@ -181,6 +215,9 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
     precision = "float32" if amp is None else str(amp).removeprefix("torch.")
     with open_slide(slide, mpp=mpp) as s:
         _check_magnification(s, geometry)
+        small = field_of_view_message(s, geometry)
+        if small is not None:
+            warnings.warn(small, FieldOfViewWarning, stacklevel=2)
         region = _region(cfg.region, s)
         d = geometry.target_mpp / s.mpp
         out_shape = (math.ceil(region[3] / d - 1e-9), math.ceil(region[2] / d - 1e-9))

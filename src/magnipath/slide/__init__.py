@@ -7,8 +7,10 @@ resolution, reads from the best level, resamples only the remainder and
 zero-pads outside the slide.
 
 Backends: tifffile (generic tiled pyramidal TIFF and SVS-like files with levels
-as successive IFDs, OME-TIFF with levels as SubIFDs, plain TIFF) and, for what
-tifffile cannot read (MRXS, NDPI, ...), openslide-python when installed.
+as successive IFDs, OME-TIFF with levels as SubIFDs, plain TIFF), for what
+tifffile cannot read (MRXS, NDPI, ...) openslide-python when installed, and
+Pillow for ordinary 2D rasters (PNG, JPEG, BMP, GIF, WebP...: header read at
+open, pixels decoded on the first read, with an in-memory pyramid).
 
 Examples
 --------
@@ -28,6 +30,7 @@ from typing import Literal
 from magnipath._errors import SlideError
 from magnipath.slide._base import Level, Slide, SlideWarning
 from magnipath.slide._cache import DEFAULT_CACHE_BYTES
+from magnipath.slide._image import IMAGE_SUFFIXES, SUPPORTED_FORMATS, ImageSlide
 from magnipath.slide._openslide import (
     OPENSLIDE_FIRST_SUFFIXES,
     OpenSlideSlide,
@@ -36,9 +39,10 @@ from magnipath.slide._openslide import (
 )
 from magnipath.slide._tiff import TiffSlide, TiffUnreadable
 
-Backend = Literal["auto", "tifffile", "openslide"]
+Backend = Literal["auto", "tifffile", "openslide", "pillow"]
 
-__all__ = ["DEFAULT_CACHE_BYTES", "Level", "Slide", "SlideError", "SlideWarning", "open_slide"]
+__all__ = ["DEFAULT_CACHE_BYTES", "IMAGE_SUFFIXES", "SUPPORTED_FORMATS", "Level", "Slide",
+           "SlideError", "SlideWarning", "open_slide"]
 
 
 def open_slide(path: str | os.PathLike, *, mpp: float | None = None,
@@ -52,10 +56,11 @@ def open_slide(path: str | os.PathLike, *, mpp: float | None = None,
     mpp : float, optional
         Level-0 resolution in µm per pixel, overriding the file's metadata
         (needed when the file has none; 0.25 = 40x, 0.5 = 20x).
-    backend : {"auto", "tifffile", "openslide"}
-        ``"auto"`` reads TIFF-based files with tifffile and MRXS/NDPI/VMS/SCN/BIF
-        with openslide (when installed), falling back to openslide when
-        tifffile cannot parse a file.
+    backend : {"auto", "tifffile", "openslide", "pillow"}
+        ``"auto"`` reads TIFF-based files with tifffile, MRXS/NDPI/VMS/SCN/BIF
+        with openslide (when installed) and PNG/JPEG/BMP/GIF/WebP... with
+        Pillow; a file tifffile cannot parse is tried with openslide, then
+        with Pillow.
     cache_bytes : int
         Bound of the decoded-tile cache in bytes (default 256 MiB).
 
@@ -67,7 +72,8 @@ def open_slide(path: str | os.PathLike, *, mpp: float | None = None,
     Raises
     ------
     SlideError
-        Missing, corrupt or truncated file; no mpp in the metadata and no
+        Missing, corrupt or truncated file, or a format no backend reads (the
+        message lists the supported formats); no mpp in the metadata and no
         override (the message says how to pass ``--mpp`` / ``mpp=``).
     """
     path = Path(path)
@@ -81,14 +87,32 @@ def open_slide(path: str | os.PathLike, *, mpp: float | None = None,
         return TiffSlide(path, mpp=mpp, cache_bytes=cache_bytes)
     if backend == "openslide":
         return OpenSlideSlide(path, mpp=mpp, cache_bytes=cache_bytes)
+    if backend == "pillow":
+        return ImageSlide(path, mpp=mpp)
     if backend != "auto":
-        raise SlideError(f"{path}: unknown backend {backend!r}; use 'auto', 'tifffile' or "
-                         "'openslide'.")
-    if path.suffix.lower() in OPENSLIDE_FIRST_SUFFIXES and import_openslide() is not None:
+        raise SlideError(f"{path}: unknown backend {backend!r}; use 'auto', 'tifffile', "
+                         "'openslide' or 'pillow'.")
+    suffix = path.suffix.lower()
+    if suffix in OPENSLIDE_FIRST_SUFFIXES and import_openslide() is not None:
         return OpenSlideSlide(path, mpp=mpp, cache_bytes=cache_bytes)
+    if suffix in IMAGE_SUFFIXES:
+        return ImageSlide(path, mpp=mpp)
     try:
         return TiffSlide(path, mpp=mpp, cache_bytes=cache_bytes)
-    except TiffUnreadable:
+    except TiffUnreadable as tiff_error:
         if openslide_can_read(path):
             return OpenSlideSlide(path, mpp=mpp, cache_bytes=cache_bytes)
-        raise
+        if _pillow_can_read(path):
+            return ImageSlide(path, mpp=mpp)
+        raise TiffUnreadable(f"{tiff_error} {SUPPORTED_FORMATS}") from None
+
+
+def _pillow_can_read(path: Path) -> bool:
+    """Whether Pillow identifies ``path`` as an image (header only)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return False
