@@ -95,3 +95,46 @@ def test_empty_geojson_gives_an_empty_shapes_layer(tmp_path):
     reader = get_geojson_reader(str(p))
     (data, _, kind), = reader(str(p))
     assert kind == "shapes" and len(data) == 0
+
+
+def test_png_opens_through_the_slide_reader_with_its_dpi(make_napari_viewer, tmp_path):
+    from PIL import Image as PILImage
+
+    rgb = tissue_image(1200, 1400)
+    path = tmp_path / "crop.png"
+    PILImage.fromarray(rgb).save(path, dpi=(25400 / 0.5, 25400 / 0.5))
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin="napari-magnipath")
+    assert isinstance(layer, Image) and layer.multiscale and layer.rgb
+    assert [tuple(d.shape) for d in layer.data] == [(1200, 1400, 3), (600, 700, 3)]
+    np.testing.assert_allclose(layer.scale, [0.5, 0.5], rtol=1e-4)
+    assert layer.metadata["magnipath"]["mpp_source"] == "image-resolution"
+    np.testing.assert_array_equal(np.asarray(layer.data[0][10:20, 30:50]), rgb[10:20, 30:50])
+
+
+def test_jpeg_without_dpi_opens_in_pixels_and_unreadable_images_are_not_claimed(
+        tmp_path, notifications):
+    from PIL import Image as PILImage
+
+    path = tmp_path / "photo.jpg"
+    PILImage.fromarray(tissue_image(200, 300)).save(path, quality=90)
+    (_, kwargs, kind), = get_slide_reader(str(path))(str(path))
+    assert kind == "image" and kwargs["scale"] == (1.0, 1.0)
+    assert any("no pixel size" in str(n.message) for n in notifications)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    assert get_slide_reader(str(junk)) is None
+
+
+def test_prefer_magnipath_reader_records_the_choice_for_slide_patterns():
+    from napari.settings import NapariSettings
+
+    from magnipath._napari.api import prefer_magnipath_reader
+
+    settings = NapariSettings(config_path=None)
+    settings.plugins.extension2reader = {"*.czi": "other-plugin"}
+    mapping = prefer_magnipath_reader(settings=settings)
+    assert mapping["*.tif"] == mapping["*.svs"] == mapping["*.ndpi"] == "napari-magnipath"
+    assert mapping["*.czi"] == "other-plugin" and "*.png" not in mapping
+    prefer_magnipath_reader(["*.png"], settings=settings)
+    assert settings.plugins.extension2reader["*.png"] == "napari-magnipath"

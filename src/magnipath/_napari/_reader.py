@@ -1,7 +1,9 @@
 """napari readers: whole-slide images and QuPath GeoJSON.
 
 * A slide (``.tif``, ``.tiff``, ``.svs``, ``.ome.tif``; MRXS, NDPI and other
-  openslide formats when openslide is installed) opens as ONE lazy multiscale
+  openslide formats when openslide is installed; and any 2D raster Pillow
+  reads: PNG, JPEG, BMP, GIF, WebP..., see :mod:`magnipath.slide._image`,
+  with its in-memory pyramid) opens as ONE lazy multiscale
   RGB image layer: its data are the slide's per-level zarr arrays
   (:meth:`magnipath.slide.Slide.zarr_levels`), so napari reads only the tiles
   on screen at the level it shows, never level 0 whole. ``scale`` is the mpp
@@ -33,7 +35,7 @@ from napari.utils.notifications import show_warning
 from magnipath._errors import SlideError
 from magnipath._napari._frames import image_frame, vector_frame
 from magnipath._napari._layers import objects_to_layer_data
-from magnipath.slide import Slide, open_slide
+from magnipath.slide import IMAGE_SUFFIXES, Slide, open_slide
 from qupath_bridge.errors import QuPathBridgeError
 from qupath_bridge.geojson import read_geojson
 
@@ -44,6 +46,8 @@ SLIDE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".svs")
 """Suffixes read with tifffile (checked in this order)."""
 OPENSLIDE_SUFFIXES = (".mrxs", ".ndpi", ".vms", ".vmu", ".scn", ".bif", ".svslide")
 """Suffixes only openslide reads."""
+RASTER_SUFFIXES = IMAGE_SUFFIXES
+"""Suffixes of ordinary 2D rasters (PNG, JPEG, ...), read with Pillow."""
 GEOJSON_SUFFIXES = (".geojson", ".json", ".geojson.gz", ".json.gz")
 UNKNOWN = "unknown"
 """``metadata["magnipath"]["mpp_source"]`` of a slide whose file gives no mpp."""
@@ -143,7 +147,7 @@ def get_slide_reader(path: str | list[str]) -> ReaderFunction | None:
     if low.endswith(OPENSLIDE_SUFFIXES):
         if not _openslide_available():
             return None
-    elif not low.endswith(SLIDE_SUFFIXES):
+    elif not low.endswith(SLIDE_SUFFIXES + RASTER_SUFFIXES):
         return None
     try:  # claim the file only if it opens as a slide; the reader opens it again
         slide, _ = open_slide_for_viewing(p)
@@ -175,9 +179,10 @@ def sibling_slide_mpp(path: str | os.PathLike) -> float | None:
     if "." in name:  # MagniPath's sidecars: a.mitoses.geojson, a.partial.geojson next to a.tif
         stems.append(name.rsplit(".", 1)[0])
     candidates = [p.with_name(stem + s) for stem in stems
-                  for s in ("", *SLIDE_SUFFIXES, *OPENSLIDE_SUFFIXES)]
+                  for s in ("", *SLIDE_SUFFIXES, *OPENSLIDE_SUFFIXES, *RASTER_SUFFIXES)]
     for c in candidates:
-        if c.is_file() and c.name.lower().endswith(SLIDE_SUFFIXES + OPENSLIDE_SUFFIXES):
+        if c.is_file() and c.name.lower().endswith(SLIDE_SUFFIXES + OPENSLIDE_SUFFIXES
+                                                   + RASTER_SUFFIXES):
             try:
                 with open_slide(c) as s:
                     return s.mpp

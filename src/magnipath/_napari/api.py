@@ -41,8 +41,49 @@ from magnipath._napari._to_objects import layer_class_colors, layer_class_names,
 from magnipath.progress import CancelCallback, ProgressCallback
 from magnipath.types import Box
 
-__all__ = ["infer", "open_sample", "open_slide_in_viewer", "push_to_qupath", "qupath_available",
-           "save_geojson", "tile", "train"]
+__all__ = ["infer", "open_sample", "open_slide_in_viewer", "prefer_magnipath_reader",
+           "push_to_qupath", "qupath_available", "save_geojson", "tile", "train"]
+
+PLUGIN_NAME = "napari-magnipath"
+"""Our npe2 plugin (distribution) name, as napari's reader preferences spell it."""
+
+
+def prefer_magnipath_reader(patterns: Sequence[str] | None = None, *,
+                            settings: Any = None) -> dict[str, str]:
+    """Make MagniPath napari's preferred reader for slide files (no 'choose a reader' dialog).
+
+    npe2 manifests cannot declare a priority, so when napari's built-in reader
+    and MagniPath both claim ``*.tif`` napari asks which to use. This records
+    the choice in napari's settings (``plugins.extension2reader``, the same
+    as ticking "Remember my choice" in that dialog; undo it in
+    File > Preferences > Plugins).
+
+    Parameters
+    ----------
+    patterns : sequence of str, optional
+        File-name patterns; default the whole-slide ones (``*.tif``, ``*.tiff``,
+        ``*.svs``, ``*.ome.tif``, ``*.ome.tiff`` and the openslide formats), not
+        PNG/JPEG (so ordinary pictures keep napari's reader unless listed).
+    settings : napari.settings.NapariSettings, optional
+        Default: napari's (persisted) settings.
+
+    Returns
+    -------
+    dict
+        The resulting pattern -> plugin mapping.
+    """
+    from magnipath._napari._reader import OPENSLIDE_SUFFIXES, SLIDE_SUFFIXES
+
+    if settings is None:
+        from napari.settings import get_settings
+
+        settings = get_settings()
+    if patterns is None:
+        patterns = [f"*{s}" for s in SLIDE_SUFFIXES + OPENSLIDE_SUFFIXES]
+    mapping = dict(settings.plugins.extension2reader)
+    mapping.update({str(p): PLUGIN_NAME for p in patterns})
+    settings.plugins.extension2reader = mapping
+    return dict(settings.plugins.extension2reader)
 
 
 def _viewer(viewer: Any) -> Any:
