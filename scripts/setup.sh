@@ -38,6 +38,11 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$HASH" ]; then
   extras="qt,openslide"
   [ "$DEV" = 1 ] && extras="$extras,dev"
   .venv/bin/python -m pip install -q -e ".[$extras]" "torch==2.14.1" "torchvision==0.29.1"
+  # Qt binding: PyQt6 (the `qt` extra). napari deprecates PyQt5; a PyQt5 left by an older
+  # setup would still be chosen first by qtpy, so remove it.
+  if .venv/bin/python -m pip show -q PyQt5 >/dev/null 2>&1; then
+    .venv/bin/python -m pip uninstall -q -y PyQt5 PyQt5-Qt5 PyQt5-sip
+  fi
   echo "$HASH" > "$STAMP"
 fi
 echo "setup: ready (.venv)" >&2

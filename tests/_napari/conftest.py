@@ -101,7 +101,7 @@ def synthetic(tmp_path_factory):
 
 
 def pytest_configure(config):
-    # napari on PyQt5 cannot detect the system theme; says so on every viewer
+    # napari cannot detect the system theme under Xvfb/offscreen; says so on every viewer
     config.addinivalue_line("filterwarnings",
                             "ignore:System theme detection requires:UserWarning")
 

@@ -82,11 +82,22 @@ def test_layer_roundtrip_is_lossless(mpp):
             assert getattr(b, attr) == getattr(o, attr), attr
 
 
-def test_face_colour_is_class_colour():
-    layers, _ = _roundtrip(sample_objects(), 0.5)
-    np.testing.assert_allclose(layers[0].edge_color[0], [200 / 255, 0, 0, 1])
-    np.testing.assert_allclose(layers[0].face_color[0][:3], [200 / 255, 0, 0])
+def test_face_colour_is_class_colour_made_legible_on_dark():
+    from magnipath._napari._layers import MIN_CONTRAST, contrast_on_dark, legible_on_dark
+
+    layers, back = _roundtrip(sample_objects(), 0.5)
+    red = np.array(legible_on_dark((200, 0, 0))) / 255
+    assert red[0] > red[1] == red[2]  # still red, lighter
+    np.testing.assert_allclose(layers[0].edge_color[0], [*red, 1])
+    np.testing.assert_allclose(layers[0].face_color[0][:3], red)
     np.testing.assert_allclose(layers[1].face_color[0][:3], [250 / 255, 250 / 255, 0])
+    # what goes back to QuPath keeps the original class colour
+    assert any(o.class_color == (200, 0, 0) for o in back)
+    # Necrosis of the synthetic slides, (50, 50, 50): nearly invisible on napari's dark theme
+    assert contrast_on_dark((50, 50, 50)) < 1.5
+    grey = legible_on_dark((50, 50, 50))
+    assert contrast_on_dark(grey) >= MIN_CONTRAST and grey[0] == grey[1] == grey[2]
+    assert legible_on_dark((250, 250, 0)) == (250, 250, 0)
 
 
 def test_vector_layer_lies_on_image_pixels():

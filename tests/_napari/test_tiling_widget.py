@@ -123,3 +123,22 @@ def test_bad_values_are_reported_before_running(tiling, notifications):
     widget.context.value = "ten"
     assert widget.preview() is None
     assert any("Context magnifications" in e for e in _errors(notifications))
+
+
+def test_the_only_shapes_layer_is_preselected_and_paths_show_their_end(make_napari_viewer,
+                                                                        synthetic, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.open(str(synthetic.slide), plugin="napari-magnipath")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-magnipath", "Tiling")
+    assert widget.annotations.value is None  # no Shapes layer yet
+    (truth,) = viewer.open(str(synthetic.truth), plugin="napari-magnipath")[:1]
+    assert isinstance(truth, Shapes) and widget.annotations.value is truth
+    assert widget.classes.value  # filled from the preselected layer's classes
+    # a second Shapes layer: the choice stays the user's
+    viewer.add_shapes(name="drawn")
+    assert widget.annotations.value is truth
+    # a long dataset path shows its end (the folder name), the full path is the tooltip
+    long_path = tmp_path / ("a-very-long-folder-name-" * 6) / "my-dataset"
+    widget.output.value = long_path
+    line = widget.output.line_edit.native
+    assert line.cursorPosition() == len(line.text()) and line.toolTip() == str(long_path)

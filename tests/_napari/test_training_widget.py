@@ -122,3 +122,18 @@ def test_bad_values_are_reported_before_running(training, tiny_dataset, tmp_path
     assert widget.run() is None
     assert any("Balancing rates" in e for e in _errors(notifications))
     assert widget.current is None and not (tmp_path / "m").exists()
+
+
+def test_training_plot_follows_the_napari_theme(training):
+    from matplotlib.colors import to_hex
+
+    viewer, widget = training
+    plot = widget.plot
+    viewer.theme = "dark"
+    dark_bg = to_hex(plot.figure.get_facecolor())
+    assert dark_bg != "#ffffff" and to_hex(plot.ax.get_facecolor()) == dark_bg
+    label_colour = to_hex(plot.ax.xaxis.label.get_color())
+    assert label_colour != dark_bg
+    viewer.theme = "light"
+    light_bg = to_hex(plot.figure.get_facecolor())
+    assert light_bg != dark_bg and to_hex(plot.ax.xaxis.label.get_color()) != label_colour

@@ -2,7 +2,10 @@
 
 :class:`JobWidget` is a magicgui ``Container`` that runs at most one core call
 at a time through :func:`._worker.run_core`, shows what it is doing in a
-status line, and offers ``cancel()`` for its Cancel button. The helpers turn
+status line, and offers ``cancel()`` for its Cancel button. Its form sits in
+a vertical scroll area (:attr:`JobWidget.native` is that area, which napari
+docks), so with several MagniPath docks open on a small screen each dock
+scrolls instead of squashing its buttons. The helpers turn
 widget values into the plain values the core takes and raise a
 :class:`magnipath.MagnipathError` naming the field when a value is unusable.
 """
@@ -94,6 +97,43 @@ def wrap_label(label: Any) -> None:
     native.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
 
+def _file_edits(container: Any) -> list[Any]:
+    """The magicgui ``FileEdit`` widgets in ``container`` and its sub-containers."""
+    from magicgui.widgets import FileEdit
+
+    found = []
+    for w in container:
+        if isinstance(w, FileEdit):
+            found.append(w)
+        elif isinstance(w, Container):
+            found += _file_edits(w)
+    return found
+
+
+def show_path_end(edit: Any) -> None:
+    """Scroll a ``FileEdit``'s text so its end (the file or folder name) is visible.
+
+    The full path is its tooltip.
+    """
+    line = edit.line_edit.native
+    text = line.text()
+    line.setCursorPosition(len(text))
+    line.setToolTip(text)
+
+
+def fit_scroll_area(area: Any) -> None:
+    """Style a dock's scroll area: no frame, a small minimum height.
+
+    The area may shrink to a few rows (its content scrolls, buttons keep their
+    size) so that six docks fit a 1366 x 768 screen.
+    """
+    from qtpy.QtWidgets import QFrame, QSizePolicy
+
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setMinimumHeight(80)
+    area.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+
+
 class JobWidget(Container):
     """A dock widget running one core call at a time (see the module docstring).
 
@@ -112,8 +152,22 @@ class JobWidget(Container):
         self.status = Label(value="")
         self.message = ""
         self.current: CoreRun | None = None
-        super().__init__(widgets=[*widgets, self.status])
+        super().__init__(widgets=[*widgets, self.status], scrollable=True)
         wrap_label(self.status)
+        fit_scroll_area(self.native)
+        for edit in _file_edits(self):
+            show_path_end(edit)
+            edit.changed.connect(lambda *_, e=edit: show_path_end(e))
+
+    @property
+    def native(self) -> Any:
+        """The Qt widget napari docks: the scroll area holding the form (see :attr:`form`)."""
+        return self.root_native_widget
+
+    @property
+    def form(self) -> Any:
+        """The Qt widget holding the fields' layout (inside the scroll area)."""
+        return self._widget._mgui_get_native_widget()
 
     def say(self, text: str) -> None:
         """Show ``text`` in the status line (kept whole in :attr:`message`)."""

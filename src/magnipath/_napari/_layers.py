@@ -70,10 +70,46 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------
 # objects -> layers
+DARK_BACKGROUND: RGB = (38, 41, 48)
+"""napari's dark-theme canvas/background colour."""
+MIN_CONTRAST = 3.0
+"""Least WCAG contrast ratio of a displayed class colour against :data:`DARK_BACKGROUND`."""
+
+
+def _luminance(rgb: Sequence[float]) -> float:
+    """WCAG relative luminance of an sRGB colour given as 0..255 values."""
+    lin = [(c / 255 / 12.92) if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4
+           for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast_on_dark(rgb: Sequence[float]) -> float:
+    """WCAG contrast ratio of ``rgb`` (0..255) against napari's dark background."""
+    return (_luminance(rgb) + 0.05) / (_luminance(DARK_BACKGROUND) + 0.05)
+
+
+def legible_on_dark(rgb: Sequence[float]) -> RGB:
+    """``rgb`` (0..255) mixed with white just enough to stand out on the dark theme.
+
+    A colour whose contrast with napari's dark background is below
+    :data:`MIN_CONTRAST` (QuPath's dark grey or navy classes, e.g. Necrosis
+    (50, 50, 50)) is lightened in steps of 5 % towards white, keeping its hue;
+    others are returned unchanged. Only the display changes: the class colour
+    kept in the layer's metadata (and written back to QuPath) is the original.
+    """
+    base = tuple(int(c) for c in rgb[:3])
+    out = base
+    t = 0.0
+    while contrast_on_dark(out) < MIN_CONTRAST and t < 1.0:
+        t = min(1.0, t + 0.05)
+        out = tuple(round(c + (255 - c) * t) for c in base)
+    return out  # type: ignore[return-value]
+
+
 def _display_color(obj: QuPathObject, class_colors: dict[str, RGB]) -> RGB:
     if obj.classification:
-        return class_colors[obj.classification]
-    return tuple(obj.color) if obj.color else UNCLASSIFIED_COLOR  # type: ignore[return-value]
+        return legible_on_dark(class_colors[obj.classification])
+    return legible_on_dark(obj.color) if obj.color else UNCLASSIFIED_COLOR
 
 
 def collect_class_colors(objects: Iterable[QuPathObject]) -> dict[str, RGB]:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from magnipath._napari._frames import raster_frame, vector_frame
-from magnipath._napari._layers import objects_to_layer_data
+from magnipath._napari._layers import legible_on_dark, objects_to_layer_data
 from magnipath.classes import ClassMap
 
 LayerData = tuple[Any, dict, str]
@@ -45,14 +45,17 @@ PREDICTION_OPACITY = 0.5
 def class_colormap(class_map: ClassMap, transparent: tuple[str, ...] = ("background",)) -> Any:
     """A napari ``DirectLabelColormap``: each class in its colour, ``transparent`` names clear.
 
-    Values that are no class (the ignore index) are transparent too.
+    Values that are no class (the ignore index) are transparent too. Colours
+    too dark for napari's dark theme are lightened for display
+    (:func:`._layers.legible_on_dark`).
     """
     from napari.utils.colormaps import DirectLabelColormap
 
     colors: dict[Any, Any] = {None: np.zeros(4)}
     for c in class_map.classes:
         alpha = 0.0 if c.name.lower() in transparent else 1.0
-        colors[int(c.index)] = np.array([*(v / 255.0 for v in c.color), alpha])
+        colors[int(c.index)] = np.array([*(v / 255.0 for v in legible_on_dark(c.color)),
+                                         alpha])
     colors.setdefault(int(class_map.ignore_index), np.zeros(4))
     return DirectLabelColormap(color_dict=colors)
 

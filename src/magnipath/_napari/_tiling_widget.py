@@ -145,6 +145,14 @@ class TilingWidget(JobWidget):
         self._fill_classes()
 
     # -- choices ------------------------------------------------------------------------
+    def reset_choices(self, *args: Any) -> None:
+        """Refresh the layer choices; pick the only Shapes layer when none is chosen."""
+        super().reset_choices(*args)
+        if self.annotations.value is None:
+            shapes = [lay for lay in self._viewer.layers if isinstance(lay, Shapes)]
+            if len(shapes) == 1:
+                self.annotations.value = shapes[0]
+
     def _fill_classes(self, *_: Any) -> None:
         layer = self.annotations.value
         if layer is not None:

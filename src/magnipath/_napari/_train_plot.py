@@ -5,7 +5,9 @@ core's progress events on the main thread: ``train/batch`` (loss of one
 optimisation step) and ``train/epoch`` (mean training loss, validation loss
 and validation mean IoU of a finished epoch). The x axis is in epochs: batch
 ``b`` of ``n`` in epoch ``e`` sits at ``e - 1 + b / n``. Redraws are limited to
-a few per second so that fast batches do not slow training down.
+a few per second so that fast batches do not slow training down. Its colours
+follow napari's theme (:meth:`TrainingPlot.set_theme`; the Training widget
+passes the viewer's theme and follows its changes).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class TrainingPlot:
         ``{"epoch", "loss", "val_loss", "miou"}`` of every finished epoch shown.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, background: str = "#23242b", foreground: str = "#f0f1f2") -> None:
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
@@ -53,7 +55,26 @@ class TrainingPlot:
         self.batches: list[tuple[float, float]] = []
         self.epochs: list[dict[str, float]] = []
         self._last_draw = 0.0
+        self.background, self.foreground = background, foreground
         self._draw()
+
+    def set_theme(self, background: str, foreground: str) -> None:
+        """Draw on ``background`` with text, axes and grid in ``foreground`` (any matplotlib
+        colour, e.g. napari's theme ``background`` and ``text`` as hex strings)."""
+        self.background, self.foreground = background, foreground
+        self._draw()
+
+    def _style(self) -> None:
+        bg, fg = self.background, self.foreground
+        self.figure.set_facecolor(bg)
+        for ax in (self.ax, self.ax_iou):
+            ax.set_facecolor(bg)
+            ax.tick_params(colors=fg, which="both")
+            ax.xaxis.label.set_color(fg)
+            ax.yaxis.label.set_color(fg)
+            for spine in ax.spines.values():
+                spine.set_color(fg)
+        self.ax_iou.patch.set_visible(False)  # the twin must not hide the loss axes
 
     def clear(self) -> None:
         """Forget every point (a new run starts)."""
@@ -96,11 +117,14 @@ class TrainingPlot:
         ax2.set_ylabel("validation mIoU")
         ax2.set_ylim(0.0, 1.0)
         ax.set_xlim(left=0.0)
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, color=self.foreground)
+        self._style()
         handles = ax.get_legend_handles_labels()
         handles2 = ax2.get_legend_handles_labels()
         if handles[0] or handles2[0]:
-            ax.legend(handles[0] + handles2[0], handles[1] + handles2[1], fontsize=7,
-                      loc="upper right")
+            legend = ax.legend(handles[0] + handles2[0], handles[1] + handles2[1], fontsize=7,
+                               loc="upper right", facecolor=self.background,
+                               edgecolor=self.foreground, labelcolor=self.foreground)
+            legend.get_frame().set_alpha(0.8)
         self.canvas.draw_idle()
         self._last_draw = time.monotonic()

@@ -61,6 +61,17 @@ def _models() -> list[str]:
     return list_models()
 
 
+def _theme_colors(viewer: Any) -> tuple[str, str]:
+    """``(background, text)`` hex colours of the viewer's napari theme."""
+    from napari.utils.theme import get_theme
+
+    try:
+        theme = get_theme(viewer.theme)
+    except (KeyError, ValueError):  # 'system' or an unknown name: napari's dark theme
+        theme = get_theme("dark")
+    return theme.background.as_hex(), theme.text.as_hex()
+
+
 class TrainingWidget(JobWidget):
     """Dock widget: train a segmentation model on a tile dataset (``magnipath train``).
 
@@ -110,7 +121,7 @@ class TrainingWidget(JobWidget):
         self.overwrite = CheckBox(label="Replace an existing model", value=False)
         self.run_button = PushButton(text="Train")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.plot = TrainingPlot()
+        self.plot = TrainingPlot(*_theme_colors(napari_viewer))
         self.model_dir: Path | None = None
         self.summary: dict | None = None
         super().__init__(napari_viewer, "Training", [
@@ -120,7 +131,8 @@ class TrainingWidget(JobWidget):
             Container(widgets=[self.resume, self.overwrite], layout="horizontal", labels=False),
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                       labels=False)])
-        self.native.layout().addWidget(self.plot.canvas)
+        self.form.layout().addWidget(self.plot.canvas)
+        napari_viewer.events.theme.connect(self._follow_theme)
         wrap_label(self.dataset_info)
         self.preset.changed.connect(self._apply_preset)
         self.arch.changed.connect(self._toggle_width)
@@ -130,6 +142,10 @@ class TrainingWidget(JobWidget):
         self._toggle_width()
 
     # -- reactions ----------------------------------------------------------------------------
+    def _follow_theme(self, *_: Any) -> None:
+        """Redraw the plot in the viewer's (new) theme colours."""
+        self.plot.set_theme(*_theme_colors(self._viewer))
+
     def _apply_preset(self, *_: Any) -> None:
         key = PRESETS[self.preset.value]
         if key is None:
