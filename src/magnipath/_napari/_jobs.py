@@ -4,8 +4,10 @@
 at a time through :func:`._worker.run_core`, shows what it is doing in a
 status line, and offers ``cancel()`` for its Cancel button. Its form sits in
 a vertical scroll area (:attr:`JobWidget.native` is that area, which napari
-docks), so with several MagniPath docks open on a small screen each dock
-scrolls instead of squashing its buttons. The helpers turn
+docks), so on a small screen a dock scrolls instead of squashing its
+buttons; and a MagniPath dock opened where another one is docked joins it
+as a tab (:func:`tabify_with_siblings`), so each widget gets the full
+height of the window (drag a tab out to see two side by side). The helpers turn
 widget values into the plain values the core takes and raise a
 :class:`magnipath.MagnipathError` naming the field when a value is unusable.
 """
@@ -18,6 +20,7 @@ from typing import Any
 
 from magicgui.widgets import Container, Label
 from napari.utils.notifications import show_warning
+from qtpy.QtCore import QEvent, QObject, QTimer
 
 from magnipath._errors import MagnipathError
 from magnipath._napari._worker import CoreRun, run_core
@@ -121,6 +124,62 @@ def show_path_end(edit: Any) -> None:
     line.setToolTip(text)
 
 
+class _DockWatch(QObject):
+    """Calls :func:`tabify_with_siblings` once the watched widget has a new parent (a dock).
+
+    The call is deferred to the event loop: napari puts the widget in its dock
+    before it adds the dock to the window.
+    """
+
+    def __init__(self, widget: Any) -> None:
+        super().__init__(widget)
+        self._widget = widget
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:
+        if obj is self._widget and event.type() == QEvent.Type.ParentChange:
+            QTimer.singleShot(0, self._tabify)
+        return False
+
+    def _tabify(self) -> None:
+        try:
+            tabify_with_siblings(self._widget)
+        except RuntimeError:  # deleted meanwhile
+            pass
+
+
+def tabify_with_siblings(widget: Any) -> bool:
+    """Tab the dock holding ``widget`` with another docked MagniPath widget in its area.
+
+    Does nothing (returns ``False``) when ``widget`` is not in a dock of a main
+    window yet, floats, was tabbed already, or no other MagniPath dock shares
+    its area; otherwise the new dock becomes the current tab.
+    """
+    from qtpy.QtWidgets import QDockWidget, QMainWindow
+
+    try:
+        dock = widget.parent()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parent()
+        window = dock.parent() if dock is not None else None
+        if (not isinstance(window, QMainWindow) or dock.isFloating()
+                or dock.property("magnipath_tabbed")):
+            return False
+        area = window.dockWidgetArea(dock)
+        for other in window.findChildren(QDockWidget):
+            if (other is dock or other.isFloating() or window.dockWidgetArea(other) != area
+                    or not isinstance(getattr(other.widget(), "_magic_widget", None),
+                                      JobWidget)):
+                continue
+            window.tabifyDockWidget(other, dock)
+            dock.setProperty("magnipath_tabbed", True)
+            dock.raise_()
+            return True
+    except RuntimeError:  # the widget or its dock was deleted meanwhile
+        return False
+    return False
+
+
 def fit_scroll_area(area: Any) -> None:
     """Style a dock's scroll area: no frame, a small minimum height.
 
@@ -158,6 +217,7 @@ class JobWidget(Container):
         for edit in _file_edits(self):
             show_path_end(edit)
             edit.changed.connect(lambda *_, e=edit: show_path_end(e))
+        self._dock_watch = _DockWatch(self.native)
 
     @property
     def native(self) -> Any:
