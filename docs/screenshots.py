@@ -59,9 +59,10 @@ def main(out: Path = IMAGES) -> list[Path]:
     """Make the screenshots into ``out``; return their paths."""
     import os
 
-    # only errors as pop-ups (napari's PyQt5 notice would cover the canvas); an
+    # only errors as pop-ups (napari's notices would cover the canvas); an
     # environment setting, so the user's napari settings are left alone
     os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")
+    os.environ.setdefault("QT_API", "pyqt6")  # the `qt` extra's binding
     import napari
 
     out.mkdir(parents=True, exist_ok=True)

@@ -77,9 +77,13 @@ def test_labels_and_objects_cover_the_drawn_rectangle(inference, qtbot, constant
                                image.data_to_world((127.5, 255.5)))  # level-0 corner (128, 256)
     np.testing.assert_allclose(labels.data_to_world((95.5, 127.5)),
                                image.data_to_world((511.5, 767.5)))  # level-0 corner (512, 768)
-    # coloured by the card's class colours; the class name is a feature of each value
+    # coloured by the card's class colours (made legible on the dark theme); the class
+    # name is a feature of each value
+    from magnipath._napari._layers import legible_on_dark
+
     np.testing.assert_allclose(labels.colormap.map(np.array([tumor]))[0, :3],
-                               np.array(CONSTANT_COLORS["Tumor"]) / 255, atol=1e-3)
+                               np.array(legible_on_dark(CONSTANT_COLORS["Tumor"])) / 255,
+                               atol=1e-3)
     feats = labels.features.set_index("index")["classification"]
     assert feats[tumor] == "Tumor"
     # objects: one polygon, the rectangle, in level-0 px, with its measurements

@@ -57,9 +57,13 @@ def test_label_pyramid_is_one_lazy_multiscale_layer(tmp_path):
                                slide.data_to_world((50 + 2048 - 0.5, 100 + 1024 - 0.5)))
     meta = layer.metadata["magnipath"]
     assert meta["kind"] == "prediction" and meta["mpp"] == MPP and meta["downsample"] == 2.0
-    # Background is transparent, Tumor in its colour; the features name each value
+    # Background is transparent, Tumor in its colour (legible on the dark theme); the
+    # features name each value
+    from magnipath._napari._layers import legible_on_dark
+
     rgba = layer.colormap.map(np.array([0, 1]))
-    assert rgba[0, 3] == 0 and np.allclose(rgba[1], [200 / 255, 0, 0, 1])
+    tumor = np.array([*legible_on_dark((200, 0, 0)), 255]) / 255
+    assert rgba[0, 3] == 0 and np.allclose(rgba[1], tumor, atol=1e-3)
     assert list(layer.features["classification"]) == ["Background", "Tumor"]
 
 
