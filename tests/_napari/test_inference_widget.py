@@ -158,3 +158,28 @@ def test_bad_values_are_reported(inference, tmp_path, notifications):
     assert widget.export_geojson() is None  # nothing predicted yet
     assert any("Objects layer" in e for e in _errors(notifications))
     assert widget.current is None
+
+
+def test_a_png_smaller_than_the_field_of_view_runs_with_one_warning(
+        make_napari_viewer, qtbot, constant_model, tmp_path, notifications, one_thread):
+    from PIL import Image as PILImage
+
+    from .conftest import tissue_image
+
+    # 100 x 80 px at 0.5 µm/px = 50 x 40 µm; the model's field of view is 64 µm
+    path = tmp_path / "crop.png"
+    PILImage.fromarray(tissue_image(80, 100)).save(path, dpi=(25400 / 0.5, 25400 / 0.5))
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(path), plugin="napari-magnipath")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-magnipath", "Inference")
+    widget.image.value = image
+    widget.model.value = constant_model
+    widget.device.value = "cpu"
+    widget.tissue_mask.value = False
+    widget.output.value = tmp_path / "predictions"
+    _run(widget, qtbot)
+    assert not _errors(notifications)
+    labels = [lay for lay in viewer.layers if isinstance(lay, Labels)]
+    assert len(labels) == 1 and labels[0].data.shape[-2:] == (40, 50)  # 1 µm/px target
+    fov = [str(n.message) for n in notifications if "field of view" in str(n.message)]
+    assert len(fov) == 1 and "50 x 40 µm" in fov[0] and "padding" in fov[0]
