@@ -183,3 +183,22 @@ def test_a_png_smaller_than_the_field_of_view_runs_with_one_warning(
     assert len(labels) == 1 and labels[0].data.shape[-2:] == (40, 50)  # 1 µm/px target
     fov = [str(n.message) for n in notifications if "field of view" in str(n.message)]
     assert len(fov) == 1 and "50 x 40 µm" in fov[0] and "padding" in fov[0]
+
+
+def test_card_swatches_are_legible_on_the_dark_theme(tmp_path):
+    import re
+
+    from magnipath._napari._inference_widget import card_html
+    from magnipath._napari._layers import MIN_CONTRAST, contrast_on_dark
+    from magnipath.geometry import TileGeometry
+
+    classes = ClassMap.from_names(["Tumor", "Necrosis"],
+                                  colors={"Tumor": (250, 250, 0), "Necrosis": (50, 50, 50)})
+    ModelCard(arch="dsmn-s2", arch_kwargs={}, class_map=classes.to_dict(),
+              geometry=TileGeometry.single(1.0, 64).to_dict()).save_json(
+        tmp_path / "model_card.json")
+    html = card_html(tmp_path)
+    swatches = [tuple(int(v) for v in m.split(","))
+                for m in re.findall(r"color: rgb\(([0-9, ]+)\)", html)]
+    assert len(swatches) == 2 and swatches[0] == (250, 250, 0)
+    assert swatches[1] != (50, 50, 50) and contrast_on_dark(swatches[1]) >= MIN_CONTRAST

@@ -44,6 +44,7 @@ from magnipath._napari._jobs import (
     slide_of,
     wrap_label,
 )
+from magnipath._napari._layers import legible_on_dark
 from magnipath._napari._predictions import (
     add_layer_data,
     build_layer,
@@ -75,7 +76,7 @@ def card_html(model_dir: Path) -> str:
     card = ModelCard.load_json(model_dir / "model_card.json")
     g = card.input_geometry
     classes = " ".join(
-        f'<span style="color: rgb{tuple(c.color)}">&#9632;</span>&nbsp;{c.name}'
+        f'<span style="color: rgb{legible_on_dark(c.color)}">&#9632;</span>&nbsp;{c.name}'
         for c in card.classes.classes)
     mags = ", ".join(f"{10 / i.mpp:g}x" for i in g.inputs)
     best = (card.metrics or {}).get("best") or {}
