@@ -138,3 +138,21 @@ def test_prefer_magnipath_reader_records_the_choice_for_slide_patterns():
     assert mapping["*.czi"] == "other-plugin" and "*.png" not in mapping
     prefer_magnipath_reader(["*.png"], settings=settings)
     assert settings.plugins.extension2reader["*.png"] == "napari-magnipath"
+
+
+def test_file_menu_command_makes_magnipath_the_slide_reader(make_napari_viewer, monkeypatch,
+                                                            notifications):
+    import napari.settings
+    from napari._app_model import get_app_model
+    from napari.settings import NapariSettings
+
+    settings = NapariSettings(config_path=None)  # never the user's own settings file
+    monkeypatch.setattr(napari.settings, "get_settings", lambda: settings)
+    make_napari_viewer()
+    app = get_app_model()
+    items = [getattr(i, "command", None) for i in app.menus.get_menu("napari/file/io_utilities")]
+    assert "napari-magnipath.use_for_slides" in [c.id for c in items if c is not None]
+    app.commands.execute_command("napari-magnipath.use_for_slides").result()
+    mapping = settings.plugins.extension2reader
+    assert mapping["*.tif"] == mapping["*.svs"] == "napari-magnipath"
+    assert any("without asking" in str(n.message) for n in notifications)

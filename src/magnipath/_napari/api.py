@@ -42,7 +42,8 @@ from magnipath.progress import CancelCallback, ProgressCallback
 from magnipath.types import Box
 
 __all__ = ["infer", "open_sample", "open_slide_in_viewer", "prefer_magnipath_reader",
-           "push_to_qupath", "qupath_available", "save_geojson", "tile", "train"]
+           "push_to_qupath", "qupath_available", "save_geojson", "tile", "train",
+           "use_magnipath_for_slides"]
 
 PLUGIN_NAME = "napari-magnipath"
 """Our npe2 plugin (distribution) name, as napari's reader preferences spell it."""
@@ -84,6 +85,22 @@ def prefer_magnipath_reader(patterns: Sequence[str] | None = None, *,
     mapping.update({str(p): PLUGIN_NAME for p in patterns})
     settings.plugins.extension2reader = mapping
     return dict(settings.plugins.extension2reader)
+
+
+def use_magnipath_for_slides() -> None:
+    """Menu command (File > IO Utilities): make MagniPath the reader of slide files.
+
+    Calls :func:`prefer_magnipath_reader` with its default patterns on napari's
+    settings and says what it did in a notification.
+    """
+    from napari.utils.notifications import show_info
+
+    from magnipath._napari._reader import OPENSLIDE_SUFFIXES, SLIDE_SUFFIXES
+
+    patterns = [f"*{s}" for s in SLIDE_SUFFIXES + OPENSLIDE_SUFFIXES]
+    prefer_magnipath_reader(patterns)
+    show_info(f"MagniPath now opens {', '.join(patterns)} without asking (undo in File > "
+              "Preferences > Plugins, 'File extension readers').")
 
 
 def _viewer(viewer: Any) -> Any:
