@@ -25,8 +25,10 @@ from magnipath.cohort._cluster import (
 )
 from magnipath.cohort._engine import CohortFailed, CohortJob, Step, finished, run_cohort
 from magnipath.cohort._inputs import SLIDE_SUFFIXES, CohortError, CohortSlide, collect, slide_name
+from magnipath.cohort._tile import parts_folder, tile_cohort
 
 __all__ = ["ALLOWED_FAILURES", "ENV_SCHEDULER", "SLIDE_SUFFIXES", "ClusterPlan", "CohortError",
            "CohortFailed", "CohortJob", "CohortSlide", "Step", "cohort_client", "collect",
            "evaluate_job", "finished", "infer_job", "machine_cores", "parse_gpus",
-           "plan_cluster", "run_cohort", "slide_name", "suggest_job"]
+           "parts_folder", "plan_cluster", "run_cohort", "slide_name", "suggest_job",
+           "tile_cohort"]
