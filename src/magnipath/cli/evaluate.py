@@ -51,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_cohort(args: argparse.Namespace, progress) -> dict:
+    from magnipath.cli.infer import cohort_progress
     from magnipath.cohort import CohortError, collect, evaluate_job, run_cohort
 
     if args.qupath_project is not None:
@@ -68,7 +69,7 @@ def _run_cohort(args: argparse.Namespace, progress) -> dict:
     job = evaluate_job(args.prediction, out, truth_dir=args.truth_dir,
                        qupath_project=args.qupath_project, tile_size=args.tile_size)
     rep = run_cohort(slides, job, out, scheduler=args.scheduler, workers=args.workers,
-                     gpus=None, dashboard=args.dashboard, progress=progress)
+                     gpus=None, dashboard=args.dashboard, progress=cohort_progress(progress))
     for r in rep["slides"]:
         r.pop("confusion_matrix", None)
     return rep

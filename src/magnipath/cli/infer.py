@@ -134,6 +134,19 @@ def _region(text: str | None) -> tuple[float, float, float, float] | None:
     return (x, y, w, h)
 
 
+def cohort_progress(progress):
+    """The CLI's progress callback, plus the dask dashboard link printed on stderr."""
+    import sys
+
+    def cb(ev) -> None:
+        if ev.stage == "cohort/dashboard":
+            print(f"magnipath: dask dashboard at {ev.info.get('link')}", file=sys.stderr)
+            return
+        progress(ev)
+
+    return cb
+
+
 def _cohort_slides(args) -> list:
     from magnipath.cohort import CohortError, collect
 
@@ -167,7 +180,8 @@ def _run_cohort(args: argparse.Namespace, progress) -> dict:
                     object_type=args.object_type.rstrip("s"),
                     qupath_project=args.qupath_project)
     return run_cohort(slides, job, args.out, scheduler=args.scheduler, workers=args.workers,
-                      gpus=args.gpus, dashboard=args.dashboard, progress=progress)
+                      gpus=args.gpus, dashboard=args.dashboard,
+                      progress=cohort_progress(progress))
 
 
 def run(args: argparse.Namespace, progress) -> dict:

@@ -251,6 +251,7 @@ def _config(args: argparse.Namespace) -> TilingConfig:
 
 def _run_cohort(args: argparse.Namespace, progress: ProgressCallback) -> dict:
     from magnipath.classes import ClassMap
+    from magnipath.cli.infer import cohort_progress
     from magnipath.cohort import CohortError, collect, tile_cohort
 
     if args.gpus:
@@ -279,7 +280,7 @@ def _run_cohort(args: argparse.Namespace, progress: ProgressCallback) -> dict:
     class_map = ClassMap.parse(args.classes) if args.classes else None
     return tile_cohort(sources, args.out, config=config, class_map=class_map,
                        scheduler=args.scheduler, workers=workers, dashboard=args.dashboard,
-                       progress=progress)
+                       progress=cohort_progress(progress))
 
 
 def run(args: argparse.Namespace, progress: ProgressCallback) -> dict:
