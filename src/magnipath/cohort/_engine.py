@@ -198,6 +198,7 @@ def run_cohort(slides: Sequence[CohortSlide], job: CohortJob, out: str | os.Path
     report(progress, "cohort", len(slides) - len(todo), len(slides))
     cancelled = False
     dashboard_link = None
+    timings: dict[str, float] = {}
     if todo:
         plan = plan_cluster(len(todo), scheduler=scheduler, workers=workers, gpus=gpus)
         if client is None and plan.address:
@@ -206,7 +207,10 @@ def run_cohort(slides: Sequence[CohortSlide], job: CohortJob, out: str | os.Path
         else:
             ctx = cohort_client(plan, client=client, dashboard=dashboard,
                                 connect_timeout=connect_timeout)
+        t_cluster = time.perf_counter()
         with ctx as c:
+            timings["cluster_start_s"] = round(time.perf_counter() - t_cluster, 3)
+            t_run = time.perf_counter()
             out.mkdir(parents=True, exist_ok=True)
             (out / MARKERS).mkdir(exist_ok=True)
             if dashboard:
@@ -216,6 +220,7 @@ def run_cohort(slides: Sequence[CohortSlide], job: CohortJob, out: str | os.Path
                 job.before(todo)
             cancelled = _drive(c, todo, job, plan, out, results, progress, cancel,
                                len(slides))
+            timings["run_s"] = round(time.perf_counter() - t_run, 3)
     else:
         out.mkdir(parents=True, exist_ok=True)
     summaries = [results.get(s.name) or {"name": s.name, "slide": str(s.path),
@@ -225,7 +230,7 @@ def run_cohort(slides: Sequence[CohortSlide], job: CohortJob, out: str | os.Path
     rep = {"job": job.kind, "out": str(out), "n_slides": len(slides), "ran": ran,
            "done": counts.get("done", 0), "skipped": counts.get("skipped", 0),
            "failed": counts.get("failed", 0), "cancelled": counts.get("cancelled", 0),
-           "seconds": round(time.perf_counter() - t0, 3),
+           "seconds": round(time.perf_counter() - t0, 3), "timings": timings,
            "cluster": plan.describe() if client is None else {"scheduler": "given client"},
            "settings": job.settings, "slides": summaries}
     if dashboard_link:

@@ -83,6 +83,13 @@ def _forwarder(slide: str, every_s: float = 0.5):
     return forward
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this (worker) process so far, MB (Linux ru_maxrss)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def _failed(slide: CohortSlide, err: BaseException, t0: float) -> dict:
     if isinstance(err, MagnipathError):
         msg = str(err)
@@ -165,7 +172,7 @@ def infer_task(slide: CohortSlide, opts: InferOptions) -> dict:
             "already_complete": res.already_complete, "target_mpp": res.target_mpp,
             "label_shape": list(res.out_shape), "device": res.device,
             "infer_seconds": round(time.perf_counter() - t0, 3), "worker_pid": os.getpid(),
-            **said}
+            "infer_peak_rss_mb": peak_rss_mb(), **said}
 
 
 def _stable_ids(objs: list, name: str) -> list:
@@ -204,7 +211,8 @@ def vectorize_task(inferred: dict, opts: InferOptions) -> dict:
     return {**inferred, "status": "done", "geojson": str(gj), "n_objects": len(objs),
             "objects_by_class": by_class,
             "area_mm2_by_class": {k: round(v, 6) for k, v in area.items()},
-            "vectorize_seconds": round(time.perf_counter() - t0, 3)}
+            "vectorize_seconds": round(time.perf_counter() - t0, 3),
+            "vectorize_worker_pid": os.getpid(), "vectorize_peak_rss_mb": peak_rss_mb()}
 
 
 @dataclass(frozen=True)
