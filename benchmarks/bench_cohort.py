@@ -64,7 +64,7 @@ def make_slides(folder: Path, n: int, size: int) -> list[Path]:
     out = []
     for i in range(n):
         p = folder / f"s{i:02d}.tif"
-        if not p.exists():
+        if not p.exists():  # seeds 100+i: the same slides at every size
             synthesize(p, SynthConfig(width=size, height=size, mpp=0.5, seed=100 + i))
         out.append(p)
     return out
@@ -127,6 +127,8 @@ def main() -> int:
     ap.add_argument("--single", type=int, default=2,
                     help="slides also run with the single-slide command")
     ap.add_argument("--rss-slides", default="4,16", help="cohort sizes of the memory check")
+    ap.add_argument("--rss-size", type=int, default=None,
+                    help="slide side of the memory check, px (default --size)")
     ap.add_argument("--quick", action="store_true",
                     help="4 slides of 2048 px, memory check on 2 and 4 slides")
     ap.add_argument("--workdir", type=Path, default=None,
@@ -134,7 +136,7 @@ def main() -> int:
     ap.add_argument("--jsonl", default=None, help="append the JSON lines to this file")
     args = ap.parse_args()
     if args.quick:
-        args.slides, args.size, args.rss_slides = 4, 2048, "2,4"
+        args.slides, args.size, args.rss_slides, args.rss_size = 4, 2048, "2,4", None
     cores = len(os.sched_getaffinity(0))
     tmp = args.workdir or Path(tempfile.mkdtemp(prefix="magnipath-bench-cohort-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -144,29 +146,32 @@ def main() -> int:
     try:
         model = make_model(tmp / "model")
         rss_counts = [int(v) for v in args.rss_slides.split(",")]
-        slides = make_slides(tmp / "slides", max([args.slides, *rss_counts]), args.size)
+        slides = make_slides(tmp / "slides", args.slides, args.size)
+        rss_size = args.rss_size or args.size
+        rss_slides = (slides if rss_size == args.size and len(slides) >= max(rss_counts)
+                      else make_slides(tmp / f"slides{rss_size}", max(rss_counts), rss_size))
         for t in sorted({1, cores}):
             secs = [single(s, model, tmp, t) for s in slides[: args.single]]
             emit({**meta, "kind": "single", "torch_threads": t, "seconds": secs,
                   "mean_s": round(sum(secs) / len(secs), 3),
                   "load_avg": os.getloadavg()}, args.jsonl)
-        base = None
+        base = first = None
         for w in [int(v) for v in args.workers.split(",")]:
             r = cohort(slides[: args.slides], model, tmp, w)
-            base = base or r["run_s"]
+            base, first = base or r["run_s"], first or r
             emit({**meta, "kind": "cohort", **r, "speedup_vs_first": round(base / r["run_s"], 3),
                   "load_avg": os.getloadavg()}, args.jsonl)
-        last = None
         for n in rss_counts:
-            r = cohort(slides[:n], model, tmp, min(2, cores))
-            last = r
-            emit({**meta, "kind": "rss", "slides": n, "workers": r["workers"],
+            r = cohort(rss_slides[:n], model, tmp, min(2, cores))
+            emit({**meta, "kind": "rss", "slides": n, "size_px": rss_size,
+                  "workers": r["workers"],
                   "worker_peak_rss_mb": r["worker_peak_rss_mb"], "load_avg": os.getloadavg()},
                  args.jsonl)
         # paper estimate: 1,000 slides of 100,000 px from the measured windows per second
-        win_per_slide = last["windows_per_slide"]
-        per_window_core_s = last["task_s_mean"] / win_per_slide * (
-            last["torch_threads_per_worker"] or 1)
+        # (from the first scaling run: the most slides, no other worker competing)
+        win_per_slide = first["windows_run_total"] / first["slides"]
+        per_window_core_s = first["task_s_mean"] / win_per_slide * (
+            first["torch_threads_per_worker"] or 1)
         big_windows = (100_000 / 2 / 256) ** 2 * 0.5  # 0.5 µm/px -> 1 µm/px, ~50 % tissue
         cpu_core_h = 1000 * big_windows * per_window_core_s / 3600
         emit({**meta, "kind": "estimate", "per_window_core_s": round(per_window_core_s, 4),

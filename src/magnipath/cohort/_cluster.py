@@ -128,10 +128,9 @@ def _embedded(plan: ClusterPlan, dashboard: bool):
     specs = {}
     for i in range(plan.workers):
         env = {"OMP_NUM_THREADS": str(plan.torch_threads),
-               "MKL_NUM_THREADS": str(plan.torch_threads),
-               "DASK_LOGGING__DISTRIBUTED": os.environ.get("DASK_LOGGING__DISTRIBUTED",
-                                                           "error")}
-        options: dict = {"nthreads": 1, "memory_limit": memory, "env": env}
+               "MKL_NUM_THREADS": str(plan.torch_threads)}
+        options: dict = {"nthreads": 1, "memory_limit": memory, "env": env,
+                         "silence_logs": logging.ERROR, "dashboard": dashboard}
         if plan.gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(plan.gpus[i])
             options["resources"] = {"GPU": 1}
