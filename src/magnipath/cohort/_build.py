@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -162,7 +163,9 @@ def evaluate_job(predictions: str | os.PathLike, out: str | os.PathLike, *,
         return {"job": "evaluate", "store": str(Path(store).resolve()),
                 "store_mtime": (store / "zarr.json").stat().st_mtime_ns
                 if (store / "zarr.json").exists() else None,
-                "truth": file_identity(t) if t.exists() and not qupath_project else str(t),
+                # a project's annotations may change in QuPath at any time: always re-evaluate
+                "truth": file_identity(t) if t.exists() and not qupath_project
+                else (str(t), time.time_ns() if qupath_project else None),
                 "tile_size": tile_size}
 
     return CohortJob(

@@ -102,9 +102,12 @@ def plan_cluster(n_tasks: int, *, scheduler: str | None = None, workers: int | N
     if workers is not None and workers < 1:
         raise CohortError(f"--workers {workers}: give a whole number >= 1")
     address = scheduler or os.environ.get(ENV_SCHEDULER) or None
-    ids = tuple(parse_gpus(gpus))
-    if address:
+    if address:  # the cluster's workers have the GPUs, not this client: nothing to count here
+        ids = (tuple(parse_gpus(gpus)) if gpus and not (isinstance(gpus, str)
+                                                        and gpus.strip().lower() == "all")
+               else ((0,) if gpus else ()))
         return ClusterPlan(address=address, workers=0, torch_threads=None, gpus=ids)
+    ids = tuple(parse_gpus(gpus))
     cores = cores or machine_cores()
     if ids:
         n = len(ids) if workers is None else min(workers, len(ids))
