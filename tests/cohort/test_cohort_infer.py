@@ -102,3 +102,23 @@ def test_failed_slide_raises_after_the_report(cohort_dir, model_dir, tmp_path, i
         run_cohort(slides, infer_job(model_dir, tmp_path / "p", InferConfig(device="cpu")),
                    tmp_path / "p", client=inproc_client)
     assert json.loads((tmp_path / "p" / "cohort.json").read_text())["failed"] == 1
+
+
+def test_cancel_keeps_finished_slides(cohort_dir, model_dir, tmp_path, inproc_client):
+    from magnipath._errors import Cancelled
+
+    out = tmp_path / "pred"
+    finished = []
+
+    def progress(ev):
+        if ev.stage == "cohort" and ev.info.get("status") == "done":
+            finished.append(ev.info["slide"])
+
+    with pytest.raises(Cancelled, match="cancelled"):
+        run_cohort(collect(cohort_dir), infer_job(model_dir, out, InferConfig(device="cpu")),
+                   out, client=inproc_client, progress=progress, cancel=lambda: bool(finished))
+    rep = json.loads((out / "cohort.json").read_text())
+    assert rep["done"] == len(finished) >= 1 and rep["cancelled"] == 3 - rep["done"] >= 1
+    again = run_cohort(collect(cohort_dir), infer_job(model_dir, out, InferConfig(device="cpu")),
+                       out, client=inproc_client)
+    assert again["skipped"] == rep["done"] and again["done"] == 3 - rep["done"]

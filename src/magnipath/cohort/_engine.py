@@ -6,7 +6,6 @@ import collections
 import hashlib
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -260,7 +259,6 @@ def _drive(client, todo: list[CohortSlide], job: CohortJob, plan: ClusterPlan, o
     run_id = hashlib.sha1(f"{time.time_ns()}-{os.getpid()}".encode()).hexdigest()[:8]
     events: collections.deque = collections.deque()
     unsubscribe = _events(client, events)
-    lock = threading.Lock()
     futures = {_submit(client, s, job, plan, run_id): s for s in todo}
     pending = set(futures)
     try:
@@ -279,19 +277,18 @@ def _drive(client, todo: list[CohortSlide], job: CohortJob, plan: ClusterPlan, o
             for fut in done:
                 pending.discard(fut)
                 slide = futures[fut]
-                with lock:
-                    summary = _collect(fut, slide)
-                    if summary["status"] == "done" and job.on_done is not None:
-                        try:
-                            summary.update(job.on_done(slide, summary))
-                        except Exception as e:  # noqa: BLE001 - this slide fails, not the run
-                            summary = {**summary, "status": "failed",
-                                       "error": f"{slide.name}: writing its results failed: {e}"}
-                    if summary["status"] == "done":
-                        atomic_write_text(_marker(out, slide, job.kind), json.dumps(
-                            {"fingerprint": _digest(job.fingerprint(slide)),
-                             "summary": summary}, default=str))
-                    results[slide.name] = summary
+                summary = _collect(fut, slide)
+                if summary["status"] == "done" and job.on_done is not None:
+                    try:
+                        summary.update(job.on_done(slide, summary))
+                    except Exception as e:  # noqa: BLE001 - this slide fails, not the run
+                        summary = {**summary, "status": "failed",
+                                   "error": f"{slide.name}: writing its results failed: {e}"}
+                if summary["status"] == "done":
+                    atomic_write_text(_marker(out, slide, job.kind), json.dumps(
+                        {"fingerprint": _digest(job.fingerprint(slide)),
+                         "summary": summary}, default=str))
+                results[slide.name] = summary
                 report(progress, "cohort", len(results), n_total, slide=slide.name,
                        status=summary["status"])
     finally:
