@@ -213,7 +213,12 @@ def run_cohort(slides: Sequence[CohortSlide], job: CohortJob, out: str | os.Path
             out.mkdir(parents=True, exist_ok=True)
             (out / MARKERS).mkdir(exist_ok=True)
             if dashboard:
-                dashboard_link = getattr(c, "dashboard_link", None)
+                import importlib.util
+
+                dashboard_link = (getattr(c, "dashboard_link", None)
+                                  if importlib.util.find_spec("bokeh") is not None else
+                                  "unavailable: the dask dashboard needs bokeh (pip install "
+                                  "'bokeh>=3.1')")
                 report(progress, "cohort/dashboard", 0, None, link=str(dashboard_link))
             if job.before is not None:
                 job.before(todo)
