@@ -122,3 +122,17 @@ def test_cancel_keeps_finished_slides(cohort_dir, model_dir, tmp_path, inproc_cl
     again = run_cohort(collect(cohort_dir), infer_job(model_dir, out, InferConfig(device="cpu")),
                        out, client=inproc_client)
     assert again["skipped"] == rep["done"] and again["done"] == 3 - rep["done"]
+
+
+def test_csv_manifest_mpp_reaches_the_worker(cohort_dir, model_dir, reference, inproc_client,
+                                            tmp_path):
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text(f"slide,mpp,group\n{cohort_dir / 'a.tif'},0.5,p1\n")
+    out = tmp_path / "pred"
+    rep = run_cohort(collect(manifest), infer_job(model_dir, out, InferConfig(device="cpu")),
+                     out, client=inproc_client)
+    (row,) = rep["slides"]
+    assert (row["mpp"], row["mpp_source"]) == (0.5, "manifest")
+    _same_as_reference(out, reference, names=("a",))
+    csv_row = (out / "cohort.csv").read_text().splitlines()[1].split(",")
+    assert "manifest" in csv_row and "done" in csv_row
