@@ -133,7 +133,7 @@ def _embedded(plan: ClusterPlan, dashboard: bool):
         env = {"OMP_NUM_THREADS": str(plan.torch_threads),
                "MKL_NUM_THREADS": str(plan.torch_threads)}
         options: dict = {"nthreads": 1, "memory_limit": memory, "env": env,
-                         "silence_logs": logging.ERROR, "dashboard": dashboard}
+                         "silence_logs": logging.CRITICAL, "dashboard": dashboard}
         if plan.gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(plan.gpus[i])
             options["resources"] = {"GPU": 1}
