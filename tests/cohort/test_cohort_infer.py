@@ -51,6 +51,7 @@ def test_in_process_cluster_matches_single_slide_runs_and_reruns_nothing(
     _same_as_reference(out, reference)
     row = {r["name"]: r for r in rep["slides"]}["a"]
     assert row["windows"] == 24 and row["n_objects"] > 0
+    assert (row["mpp"], row["mpp_source"]) == (0.5, "file")
     assert sum(row["objects_by_class"].values()) == row["n_objects"]
     assert all(v > 0 for v in row["area_mm2_by_class"].values())
     assert json.loads((out / "cohort.json").read_text())["done"] == 3

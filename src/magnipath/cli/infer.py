@@ -179,9 +179,18 @@ def _run_cohort(args: argparse.Namespace, progress) -> dict:
                     min_area_um2=args.min_area, simplify_um=args.simplify,
                     object_type=args.object_type.rstrip("s"),
                     qupath_project=args.qupath_project)
-    return run_cohort(slides, job, args.out, scheduler=args.scheduler, workers=args.workers,
-                      gpus=args.gpus, dashboard=args.dashboard,
-                      progress=cohort_progress(progress))
+    rep = run_cohort(slides, job, args.out, scheduler=args.scheduler, workers=args.workers,
+                     gpus=args.gpus, dashboard=args.dashboard,
+                     progress=cohort_progress(progress))
+    return rep if args.json else short_report(rep)
+
+
+def short_report(rep: dict) -> dict:
+    """The cohort report for reading: one line per slide (cohort.json/csv have it all)."""
+    lines = {r["name"]: r["status"] + (f" ({r['n_objects']} objects)" if "n_objects" in r
+                                       else "") for r in rep["slides"]}
+    return {**{k: v for k, v in rep.items() if k not in ("slides", "settings")},
+            "report": str(Path(rep["out"]) / "cohort.csv"), "slides": lines}
 
 
 def run(args: argparse.Namespace, progress) -> dict:

@@ -166,6 +166,8 @@ def infer_task(slide: CohortSlide, opts: InferOptions) -> dict:
                           progress=progress)
     except Exception as e:  # noqa: BLE001 - a bad slide fails alone, with its message
         return _failed(slide, e, t0)
+    if not said:  # the file's own resolution: level-0 µm/px = target µm/px / downsample
+        said = {"mpp": round(res.target_mpp / res.downsample, 6), "mpp_source": "file"}
     return {"name": slide.name, "slide": str(slide.path), "status": "inferred",
             "store": str(res.store), "windows": res.n_windows, "windows_run": res.windows_run,
             "skipped_no_tissue": res.n_skipped, "resumed_chunks": res.n_resumed_chunks,
