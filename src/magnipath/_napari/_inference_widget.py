@@ -12,11 +12,14 @@ the Shapes layer is built, i.e. its polygons triangulated, in the worker, so
 thousands of objects do not freeze the window).
 **Export GeoJSON** writes an objects layer as QuPath GeoJSON; **Push to
 QuPath** writes it into an image of a QuPath project (disabled, with the
-reason, where QuPath is not installed).
+reason, where QuPath is not installed). **Run on all slides** (the cohort
+section, :class:`CohortSection`) runs the same model over every slide of a
+folder or every image of a QuPath project on :mod:`magnipath.cohort`.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +152,7 @@ class InferenceWidget(JobWidget):
         wrap_label(self.qupath_status)
         wrap_label(self.card)
         self._regions.toggle()
+        self.cohort = CohortSection(self)
 
     # -- reactions --------------------------------------------------------------------------------
     def _show_card(self, *_: Any) -> None:
@@ -275,3 +279,133 @@ class InferenceWidget(JobWidget):
             show_info(self.message)
 
         return self.start(job, "Push to QuPath", done, busy=[self.push_button, self.run_button])
+
+
+# -- cohort: every slide of a folder or every image of a QuPath project ---------------------------
+class CohortSection:
+    """The Inference widget's "All slides" section: the cohort engine in a thread worker.
+
+    The model, device, batch size, tissue mask, object classes, minimum area and
+    output folder are the widget's own; the slides are every slide file under a
+    folder (recursive) or every image of a QuPath project (whose objects are then
+    written back, by this process, one image at a time). The list shows each
+    slide's state; **Cancel** cancels the slides not yet finished (finished ones
+    keep their results); a finished slide's label map and objects can be loaded
+    as layers. Runs :func:`magnipath.cohort.run_cohort` (docs/cohort.md).
+    """
+
+    def __init__(self, widget: InferenceWidget) -> None:
+        self.widget = widget
+        self.source = FileEdit(label="Cohort (folder or project)", mode="d", tooltip=(
+            "A folder of slides (searched recursively) or a QuPath project folder"))
+        self.is_project = CheckBox(label="QuPath project: write the objects back", value=False,
+                                   enabled=widget.qupath_ok)
+        self.workers = SpinBox(label="Cohort workers", value=0, min=0, max=256, tooltip=(
+            "dask worker processes (0: sized to this machine)"))
+        self.run_button = PushButton(text="Run on all slides")
+        self.slide_list = Label(value="")
+        self.pick = ComboBox(label="Finished slide", choices=[])
+        self.load_button = PushButton(text="Load its results")
+        self.states: dict[str, str] = {}
+        self.report: dict | None = None
+        self.out_root: Path | None = None
+        widget.extend([self.source, self.is_project, self.workers, self.run_button,
+                       self.slide_list, self.pick, self.load_button])
+        wrap_label(self.slide_list)
+        self.run_button.changed.connect(self.run)
+        self.load_button.changed.connect(self.load)
+
+    def _show_states(self) -> None:
+        self.slide_list.value = "<br>".join(f"{k}: {v}" for k, v in self.states.items())
+
+    def _on_progress(self, ev: Any) -> None:
+        name = ev.info.get("slide")
+        if not name:
+            return
+        if ev.stage == "cohort" and ev.info.get("status"):
+            self.states[name] = str(ev.info["status"])
+        elif ev.stage == "cohort/slide":
+            total = f"/{ev.total}" if ev.total else ""
+            self.states[name] = f"{ev.info.get('step')} {ev.done}{total}"
+        self._show_states()
+
+    def run(self, *_: Any) -> CoreRun | None:
+        """Run the widget's model over every slide of the cohort (Run on all slides)."""
+        w = self.widget
+        if w.busy():
+            return None
+        try:
+            from magnipath.cohort import collect, infer_job
+            from magnipath.infer import InferConfig
+
+            source = path_value(self.source, "Cohort (folder or project)", must_exist=True)
+            model = path_value(w.model, "Model folder", ModelError, must_exist=True)
+            raw = str(w.output.line_edit.value).strip()
+            out = (Path(raw).expanduser().resolve() if raw and raw != "."
+                   else default_output_root())
+            project = source if self.is_project.value else None
+            slides = collect(source, qupath=project is not None)
+            config = InferConfig(device=w.device.value, batch_size=int(w.batch_size.value),
+                                 tissue_mask=bool(w.tissue_mask.value),
+                                 overwrite=bool(w.overwrite.value))
+            job = infer_job(model, out, config, classes=w._classes(),
+                            min_area_um2=float(w.min_area.value), qupath_project=project)
+            workers = int(self.workers.value) or None
+        except MagnipathError as e:
+            show_error(str(e))
+            return None
+        self.states = {s.name: "waiting" for s in slides}
+        self.out_root = out
+        self._show_states()
+
+        def work(progress: Any, cancel: Any) -> dict:
+            from magnipath.cohort import CohortFailed, run_cohort
+
+            try:
+                return run_cohort(slides, job, out, workers=workers, progress=progress,
+                                  cancel=cancel)
+            except CohortFailed as e:  # the others finished: show them, say what failed
+                rep = json.loads((out / "cohort.json").read_text())
+                return {**rep, "error": str(e)}
+
+        return w.start(work, "Cohort inference", self._done, busy=[self.run_button,
+                                                                  w.run_button],
+                       idle=[w.cancel_button], on_progress=self._on_progress)
+
+    def _done(self, rep: dict) -> None:
+        self.report = rep
+        for r in rep["slides"]:
+            self.states[r["name"]] = r["status"] + (f": {r['error']}" if r.get("error") else "")
+        self._show_states()
+        names = [r["name"] for r in rep["slides"] if r["status"] in ("done", "skipped")]
+        self.pick.choices = names
+        if names:
+            self.pick.value = names[0]
+        msg = (f"cohort: {rep['done']} done, {rep['skipped']} already done, {rep['failed']} "
+               f"failed; report in {Path(rep['out']) / 'cohort.csv'}")
+        self.widget.say(msg)
+        if rep.get("error"):
+            show_error(rep["error"])
+        else:
+            show_info(f"Inference: {msg}")
+
+    def load(self, *_: Any) -> list:
+        """Add the chosen slide's label map and objects as layers (Load its results)."""
+        from magnipath.infer import open_prediction
+        from qupath_bridge.geojson import read_geojson
+
+        if self.report is None or not self.pick.value:
+            show_error("Finished slide: run the cohort first, then choose a slide")
+            return []
+        row = {r["name"]: r for r in self.report["slides"]}[self.pick.value]
+        _, meta = open_prediction(row["store"])
+        mpp = float(meta["signature"]["slide_mpp"])
+        stem = Path(row["store"]).stem
+        viewer = self.widget._viewer
+        labels = add_layer_data(viewer, prediction_layer_data(row["store"],
+                                                              name=f"{stem} prediction", mpp=mpp))
+        objects = add_layer_data(viewer, build_layer(objects_layer_data(
+            read_geojson(row["geojson"]), mpp=mpp, name=f"{stem} objects",
+            source=row["store"])))
+        self.widget.reset_choices()
+        return [labels, objects]

@@ -4,6 +4,12 @@ Per-class and mean IoU, Dice, precision, recall, specificity, accuracy and
 Matthews correlation, over the whole slide and over the tiles that contain each
 class (McCombe et al.'s tile vs. slide comparison), plus inference time per
 slide. Truth pixels no annotation covers are not counted.
+
+With --cohort FOLDER|CSV, PRED is the folder of a cohort's prediction stores
+('magnipath infer --cohort ... --out PRED') and the truth of slide NAME is
+TRUTH_DIR/NAME.geojson (--truth-dir) or the project's annotations; every slide
+is evaluated on dask and the pooled confusion matrix is reported
+(docs/cohort.md).
 """
 
 from __future__ import annotations
@@ -27,18 +33,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--truth", type=Path, help="ground truth as QuPath GeoJSON (level-0 px)")
     src.add_argument("--qupath-project", type=Path,
                      help="QuPath project whose annotations are the ground truth")
+    src.add_argument("--truth-dir", type=Path, default=None,
+                     help="with --cohort: folder of ground truth NAME.geojson per slide")
     p.add_argument("--image", default=None,
                    help="with --qupath-project: image name (default: the prediction's slide)")
     p.add_argument("--tile-size", type=int, default=512,
                    help="side of the per-tile view, in prediction pixels (default 512)")
     p.add_argument("--out", type=Path, default=None,
                    help="also write the full JSON result (every metric, confusion matrices) "
-                        "to this file")
+                        "to this file; with --cohort: the report folder (default "
+                        "PRED/evaluation)")
+    from magnipath.cli.infer import add_cohort_arguments
+
+    add_cohort_arguments(p)
+    p.add_argument("--workers", type=int, default=None,
+                   help="with --cohort: dask worker processes (default: sized to the machine)")
+
+
+def _run_cohort(args: argparse.Namespace, progress) -> dict:
+    from magnipath.cli.infer import cohort_progress
+    from magnipath.cohort import CohortError, collect, evaluate_job, run_cohort
+
+    if args.qupath_project is not None:
+        if args.cohort:
+            raise CohortError("give --cohort alone (no FOLDER) with --qupath-project: the "
+                              "project's images are the cohort")
+        slides = collect(args.qupath_project, qupath=True,
+                         images=[args.image] if args.image else None)
+    elif args.truth_dir is None or not args.cohort:
+        raise CohortError("evaluate --cohort FOLDER|CSV needs the ground truth as --truth-dir "
+                          "FOLDER (NAME.geojson per slide), or use --cohort --qupath-project P")
+    else:
+        slides = collect(args.cohort)
+    out = args.out or Path(args.prediction) / "evaluation"
+    job = evaluate_job(args.prediction, out, truth_dir=args.truth_dir,
+                       qupath_project=args.qupath_project, tile_size=args.tile_size)
+    rep = run_cohort(slides, job, out, scheduler=args.scheduler, workers=args.workers,
+                     gpus=None, dashboard=args.dashboard, progress=cohort_progress(progress))
+    for r in rep["slides"]:
+        r.pop("confusion_matrix", None)
+    return rep
 
 
 def run(args: argparse.Namespace, progress) -> dict:
     from magnipath.evaluate import evaluate_prediction, format_table
 
+    if args.cohort is not None:
+        return _run_cohort(args, progress)
+    if args.truth_dir is not None:
+        raise MagnipathError("--truth-dir needs --cohort FOLDER|CSV (the slides); for one "
+                             "prediction give --truth FILE")
     truth = args.truth
     if args.qupath_project is not None:
         from magnipath.infer import open_prediction

@@ -7,6 +7,11 @@ with the same slide, model and --out resumes an interrupted run. With
 GeoJSON, level-0 pixel coordinates). With --qupath-project the slides are the
 project's images and the objects are written back into them (re-runs replace
 MagniPath's earlier objects only).
+
+With --cohort FOLDER|CSV (or --cohort --qupath-project P) the slides run as a
+cohort on dask.distributed (docs/cohort.md): an embedded cluster sized to the
+machine, or --scheduler ADDR; finished slides are skipped on a re-run, a bad
+slide fails alone, and OUT/cohort.json + OUT/cohort.csv report every slide.
 """
 
 from __future__ import annotations
@@ -58,7 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="predict only this box, level-0 pixels (default: the whole slide)")
     p.add_argument("--probabilities", action="store_true",
                    help="also store per-class probabilities (uint8) in the zarr store")
-    p.add_argument("--workers", type=int, default=2, help="reader threads (count, default 2)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="reader threads (count, default 2); with --cohort: dask worker "
+                        "processes of the embedded cluster (default: sized to the machine)")
     p.add_argument("--mpp", type=mpp_option, default=None, metavar="UM|estimate[:MODEL_DIR]",
                    help="level-0 resolution in µm/px for slides without (or with wrong) "
                         "metadata; 'estimate' (or 'estimate:MODEL_DIR' with a magnification "
@@ -71,6 +78,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the objects back into it")
     p.add_argument("--images", nargs="*", default=None,
                    help="with --qupath-project: names of the images to process (default all)")
+    add_cohort_arguments(p)
+
+
+def add_cohort_arguments(p: argparse.ArgumentParser, *, qupath: bool = True) -> None:
+    """The cohort options (shared by infer, evaluate)."""
+    g = p.add_argument_group("cohort (many slides on dask.distributed; docs/cohort.md)")
+    g.add_argument("--cohort", nargs="?", const="", default=None, metavar="FOLDER|CSV",
+                   help="run a cohort: a folder of slides (recursive) or a CSV manifest "
+                        "'slide,mpp,group'" + ("; with --qupath-project give --cohort alone to "
+                                               "run the project's images as a cohort"
+                                               if qupath else ""))
+    g.add_argument("--scheduler", default=None, metavar="ADDR",
+                   help="address of an existing dask scheduler, e.g. tcp://HOST:8786 (default: "
+                        "$MAGNIPATH_SCHEDULER, else an embedded cluster on this machine)")
+    g.add_argument("--gpus", default=None, metavar="all|0,1",
+                   help="one worker per GPU (worker resource GPU=1); with --scheduler: tasks "
+                        "that need a GPU ask for resource GPU=1")
+    g.add_argument("--dashboard", action="store_true",
+                   help="start the dask dashboard and print its link")
 
 
 def _targets(args) -> list[tuple[Path, str | None]]:
@@ -108,9 +134,72 @@ def _region(text: str | None) -> tuple[float, float, float, float] | None:
     return (x, y, w, h)
 
 
+def cohort_progress(progress):
+    """The CLI's progress callback, plus the dask dashboard link printed on stderr."""
+    import sys
+
+    def cb(ev) -> None:
+        if ev.stage == "cohort/dashboard":
+            print(f"magnipath: dask dashboard at {ev.info.get('link')}", file=sys.stderr)
+            return
+        progress(ev)
+
+    return cb
+
+
+def _cohort_slides(args) -> list:
+    from magnipath.cohort import CohortError, collect
+
+    if args.slides:
+        raise CohortError("give either SLIDE files or --cohort FOLDER|CSV, not both")
+    if args.qupath_project is not None:
+        if args.cohort:
+            raise CohortError("give --cohort alone (no FOLDER) with --qupath-project: the "
+                              "project's images are the cohort")
+        return collect(args.qupath_project, images=args.images, qupath=True)
+    if args.images:
+        raise CohortError("--images needs --qupath-project")
+    if not args.cohort:
+        raise CohortError("--cohort needs a FOLDER of slides or a CSV manifest "
+                          "(slide,mpp,group), or --qupath-project PROJECT")
+    return collect(args.cohort)
+
+
+def _run_cohort(args: argparse.Namespace, progress) -> dict:
+    from magnipath.cohort import infer_job, run_cohort
+    from magnipath.infer import InferConfig
+
+    slides = _cohort_slides(args)
+    cfg = InferConfig(stride=args.stride, batch_size=args.batch_size, device=args.device,
+                      amp=not args.no_amp, tissue_mask=not args.no_tissue_mask,
+                      min_tissue=args.min_tissue, region=_region(args.region),
+                      probabilities=args.probabilities, overwrite=args.overwrite)
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    job = infer_job(args.model, args.out, cfg, mpp=args.mpp, classes=classes,
+                    min_area_um2=args.min_area, simplify_um=args.simplify,
+                    object_type=args.object_type.rstrip("s"),
+                    qupath_project=args.qupath_project)
+    rep = run_cohort(slides, job, args.out, scheduler=args.scheduler, workers=args.workers,
+                     gpus=args.gpus, dashboard=args.dashboard,
+                     progress=cohort_progress(progress))
+    return rep if args.json else short_report(rep)
+
+
+def short_report(rep: dict) -> dict:
+    """The cohort report for reading: one line per slide (cohort.json/csv have it all)."""
+    lines = {r["name"]: r["status"] + (f" ({r['n_objects']} objects)" if "n_objects" in r
+                                       else "") for r in rep["slides"]}
+    return {**{k: v for k, v in rep.items() if k not in ("slides", "settings")},
+            "report": str(Path(rep["out"]) / "cohort.csv"), "slides": lines}
+
+
 def run(args: argparse.Namespace, progress) -> dict:
     from magnipath.infer import InferConfig, infer_slide, prediction_objects
 
+    if args.cohort is not None:
+        return _run_cohort(args, progress)
+    if args.workers is None:
+        args.workers = 2
     cfg = InferConfig(stride=args.stride, batch_size=args.batch_size, device=args.device,
                       amp=not args.no_amp, tissue_mask=not args.no_tissue_mask,
                       min_tissue=args.min_tissue, region=_region(args.region),

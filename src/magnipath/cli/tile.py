@@ -16,6 +16,11 @@ automatically.
 Coordinates are level-0 pixels; tile sizes and strides are target pixels;
 magnification = 10 / mpp (20x = 0.5 µm/px). The dataset folder is written
 under a temporary name and renamed at the end: on error nothing is left.
+
+With --cohort FOLDER|CSV (a CSV manifest may give each slide's mpp and group)
+or --cohort --qupath-project P, each slide is cut into its own shard on dask
+workers and the shards are merged into DATASET; the class map and the
+patient-wise split are decided over the whole cohort first (docs/cohort.md).
 """
 
 from __future__ import annotations
@@ -110,8 +115,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "as such in the summary)")
     p.add_argument("--tissue-mpp", type=float, default=8.0, metavar="UM",
                    help="resolution of the tissue mask in µm per pixel (default 8)")
-    p.add_argument("--workers", type=int, default=2,
-                   help="threads reading tiles (default 2)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="threads reading tiles (default 2); with --cohort: dask worker "
+                        "processes of the embedded cluster (default: sized to the machine)")
+    from magnipath.cli.infer import add_cohort_arguments
+
+    add_cohort_arguments(p)
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -240,10 +249,48 @@ def _config(args: argparse.Namespace) -> TilingConfig:
         split=tuple(split), seed=args.seed, workers=args.workers)  # type: ignore[arg-type]
 
 
+def _run_cohort(args: argparse.Namespace, progress: ProgressCallback) -> dict:
+    from magnipath.classes import ClassMap
+    from magnipath.cli.infer import cohort_progress
+    from magnipath.cohort import CohortError, collect, tile_cohort
+
+    if args.gpus:
+        raise CohortError("tile --cohort runs on CPU workers; leave out --gpus")
+    if not isinstance(args.mpp_override, float | None):
+        raise CohortError("tile --cohort: --mpp-override estimate is not available for cohorts "
+                          "yet; give the mpp per slide in a CSV manifest (slide,mpp,group)")
+    workers, args.workers = args.workers, 2
+    config = _config(args)
+    if args.qupath_project:
+        if args.cohort:
+            raise CohortError("give --cohort alone (no FOLDER) with --qupath-project: the "
+                              "project's images are the cohort")
+        sources = _project_sources(args)
+    else:
+        if args.slides:
+            raise CohortError("give either SLIDE files or --cohort FOLDER|CSV, not both")
+        if not args.cohort:
+            raise CohortError("--cohort needs a FOLDER of slides or a CSV manifest "
+                              "(slide,mpp,group), or --qupath-project PROJECT")
+        cohort = collect(args.cohort)
+        args.slides = [str(c.path) for c in cohort]
+        sources = [replace(s, group=s.group or c.group, mpp=s.mpp or c.mpp,
+                           mpp_source=None if s.mpp else c.mpp_source)
+                   for s, c in zip(_sources(args), cohort, strict=True)]
+    class_map = ClassMap.parse(args.classes) if args.classes else None
+    return tile_cohort(sources, args.out, config=config, class_map=class_map,
+                       scheduler=args.scheduler, workers=workers, dashboard=args.dashboard,
+                       progress=cohort_progress(progress))
+
+
 def run(args: argparse.Namespace, progress: ProgressCallback) -> dict:
     from magnipath.classes import ClassMap
     from magnipath.tiling import TilingWarning, make_dataset
 
+    if args.cohort is not None:
+        return _run_cohort(args, progress)
+    if args.workers is None:
+        args.workers = 2
     config = _config(args)
     request = args.mpp_override if not isinstance(args.mpp_override, float | None) else None
     if request is not None:  # --mpp-override estimate[:MODEL_DIR]: sources without, then each

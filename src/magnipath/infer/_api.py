@@ -26,14 +26,17 @@ def _load(model, device):
     from magnipath.checkpoint import ModelCard, load_model
 
     if isinstance(model, tuple):
-        if len(model) != 2 or not isinstance(model[1], ModelCard):
+        if len(model) not in (2, 3) or not isinstance(model[1], ModelCard):
             raise ModelError("a model given in memory must be a (torch.nn.Module, ModelCard) "
                              "pair")
-        net, card = model
+        net, card = model[:2]
+        source = "<in memory>"
+        if len(model) == 3:  # loaded from a file by the caller (the cohort's worker cache)
+            source = str(Path(model[2]).resolve())
         if not callable(net):
             raise ModelError(f"the model of the (model, card) pair is a {type(net).__name__}, "
                              "not a torch.nn.Module")
-        return net.to(device).eval(), card, "<in memory>"
+        return net.to(device).eval(), card, source
     if not isinstance(model, str | os.PathLike):
         raise ModelError(f"model must be a model folder, a .pt file or a (module, ModelCard) "
                          f"pair, got {type(model).__name__}")
@@ -159,9 +162,11 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
     ----------
     slide : path
         Whole-slide image (any format :func:`magnipath.slide.open_slide` reads).
-    model : path or (torch.nn.Module, ModelCard)
+    model : path or (torch.nn.Module, ModelCard) or (torch.nn.Module, ModelCard, path)
         A model folder written by ``magnipath train`` (or one of its ``.pt``
-        files), or a model with its card.
+        files), or a model with its card; with a third item, the model was
+        loaded from that path (:func:`magnipath.checkpoint.load_model`) and the
+        run is identified by it exactly as if the path had been given.
     out_dir : path
         Folder of the result.
     config : InferConfig, optional
