@@ -16,20 +16,6 @@ import pytest
 _HERE = Path(__file__).resolve().parent
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    marked = [it for it in items if it.get_closest_marker("qupath") is not None
-              and _HERE in Path(str(it.path)).resolve().parents]
-    if not marked:
-        return
-    from qupath_bridge.project import qupath_available
-
-    ok, reason = qupath_available()
-    if ok:
-        return
-    skip = pytest.mark.skip(reason=f"needs QuPath 0.5/0.6 (set PAQUO_QUPATH_DIR): {reason}")
-    for item in marked:
-        item.add_marker(skip)
-
 
 def write_slide(path: Path, width: int, height: int, mpp: float) -> Path:
     """A small pyramidal, tiled OME-TIFF (2 levels, RGB) with its pixel size in µm.
