@@ -33,7 +33,11 @@ Version = tuple[int, int]
 # -- java.lang / java.io / java.util ------------------------------------------------------------
 class JavaException(Exception):
     """A Java exception as JPype shows it: ``type(e).__name__`` is the Java class name and
-    ``str(e)`` the message (what :func:`qupath_bridge.project._qupath_call` formats)."""
+    ``str(e)`` Java's ``toString()``: the class name, then ``": message"`` if there is one."""
+
+    def __str__(self) -> str:
+        msg = super().__str__()
+        return f"{type(self).__name__}: {msg}" if msg else type(self).__name__
 
 
 def _java_exception(name: str) -> type[JavaException]:
