@@ -27,13 +27,13 @@ import contextlib
 import copy
 import functools
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Literal, ParamSpec, TypeVar
 
+from qupath_bridge import _backups, _integrity, _jvm, _repair, _safe_write
 from qupath_bridge import _project_support as pf
 from qupath_bridge._project_support import (
     ImageInfo,
@@ -117,7 +117,9 @@ def _java() -> SimpleNamespace:
     ok, reason = qupath_available()
     if not ok:
         raise QuPathUnavailable(_unavailable_message(reason))
-    try:  # importing paquo.java starts the JVM
+    try:  # importing paquo.java starts the JVM (issue 17: -Xrs, no hs_err in the cwd, Ctrl-C held)
+        with _jvm.starting_jvm():
+            import paquo.java  # noqa: F401
         from paquo._logging import redirect
         from paquo.classes import QuPathPathClass
         from paquo.images import ImageProvider, QuPathImageType
@@ -260,6 +262,22 @@ class Project:
             if mode == "x":
                 self._qp.save(images=False)  # so QuPath can open it even while it is empty
         self._closed = False
+        # issue 17: every image's data file checked on opening (header and end marker)
+        self._damaged = {} if mode == "x" else {
+            eid: (img, st) for eid, (img, st) in _integrity.check_project(self._file).items()
+            if not st.ok}
+
+    @property
+    def damaged_images(self) -> list[dict]:
+        """Images whose data file was broken when the project was opened.
+
+        Each: ``image``, ``id``, ``status``, ``reason`` and ``message`` (one paragraph:
+        what is wrong and to run ``magnipath qupath repair PROJECT``). Reading such an
+        image raises that message; writing it (``"r+"``) repairs it first.
+        """
+        return [{"image": img, "id": eid, "status": st.status, "reason": st.data.reason,
+                 "message": _integrity.problem_message(self._file, img, st)}
+                for eid, (img, st) in self._damaged.items()]
 
     # -- file-like ----------------------------------------------------------------------------
     def __enter__(self) -> Project:
@@ -425,6 +443,8 @@ class Project:
             raise QuPathBridgeError(f"object types {sorted(wanted)} are not among {OBJECT_TYPES}")
         entry = self._entry(image)
         name = str(entry.image_name)
+        # issue 17: QuPath's readHierarchy loops for ever on a truncated file: check it first
+        _integrity.require_good(self._file, name, Path(str(entry.entry_path)))
         with _qupath_call(f"cannot read the objects of image {name!r} in {self._file}") as j:
             hierarchy = entry.java_object.readHierarchy()
             selected = j.ArrayList()
@@ -488,40 +508,42 @@ class Project:
                 "save the image's data; point the project to the new place first with "
                 "Project.remap_paths({old folder: new folder})")
         data_dir = Path(str(entry.entry_path))
-        saved_backup = pf.make_backup(data_dir, self.folder, entry.entry_id)
         stats: dict[str, int] = {}
-        touched = False
-        try:
-            with tempfile.TemporaryDirectory(prefix="magnipath-qupath-") as tmp:
-                geojson = write_geojson(objects, Path(tmp) / "objects.geojson", stats=stats)
-                with _qupath_call(f"cannot write objects into image {name!r} of {self._file}") as j:
-                    new = j.PathIO.readObjects(j.File(str(geojson)))
-                    key = j.String(MARK_KEY)
-                    if replace_marked:
-                        for o in new:
-                            o.getMetadata().put(key, j.String(MARK_VALUE))
-                    image_data = entry.java_object.readImageData()
-                    hierarchy = image_data.getHierarchy()
-                    old = j.ArrayList()
-                    if replace_marked:
-                        for o in hierarchy.getAllObjects(False):
-                            if _is_marked(o, key):
-                                old.add(o)
-                    if old.size():
-                        hierarchy.removeObjects(old, True)  # children (user objects) are kept
-                    hierarchy.addObjects(new)
-                    touched = True
-                    try:
-                        entry.java_object.saveImageData(image_data)
-                    finally:
-                        with contextlib.suppress(Exception):
-                            image_data.getServer().close()  # release the slide file
-                    created = self._add_path_classes(new)
-                    self._qp.save(images=False)
-        except BaseException:
-            if touched:
-                pf.restore_data_dir(saved_backup, data_dir)
-            raise
+        # issue 17: signals held, image repaired + checked, validated backup, run folder
+        with _safe_write.guarded_write(self._file, str(entry.entry_id), name, data_dir) as guard:
+            saved_backup, tmp = guard.backup.path, guard.tmp
+            geojson = write_geojson(objects, Path(tmp) / "objects.geojson", stats=stats)
+            with _qupath_call(f"cannot write objects into image {name!r} of {self._file}") as j:
+                new = j.PathIO.readObjects(j.File(str(geojson)))
+                key = j.String(MARK_KEY)
+                if replace_marked:
+                    for o in new:
+                        o.getMetadata().put(key, j.String(MARK_VALUE))
+                image_data = entry.java_object.readImageData()
+                hierarchy = image_data.getHierarchy()
+
+                def is_user(o: Any) -> bool:
+                    return not _is_marked(o, key)
+
+                user_before = _safe_write.user_objects(j, hierarchy.getAllObjects(False),
+                                                       is_user)
+                old = j.ArrayList()
+                if replace_marked:
+                    for o in hierarchy.getAllObjects(False):
+                        if _is_marked(o, key):
+                            old.add(o)
+                if old.size():
+                    hierarchy.removeObjects(old, True)  # children (user objects) are kept
+                hierarchy.addObjects(new)
+                try:  # issue 17: staged file, validated, renamed over data.qpdata
+                    _safe_write.save_image_data(
+                        j, image_data, data_dir, is_user=is_user,
+                        user_before=user_before if replace_marked else None)
+                finally:
+                    with contextlib.suppress(Exception):
+                        image_data.getServer().close()  # release the slide file
+                created = self._add_path_classes(new)
+                self._qp.save(images=False)
         return {"removed": int(old.size()), "added": int(new.size()),
                 "dropped_empty": stats.get("dropped_empty", 0),
                 "repaired": stats.get("repaired", 0), "created_classes": created,
@@ -542,10 +564,15 @@ class Project:
 
     # -- backups ------------------------------------------------------------------------------
     @_quiet
-    def list_backups(self, image: str | int) -> list[Path]:
-        """MagniPath's backups of one image's data folder, oldest first."""
+    def list_backups(self, image: str | int, *, good_only: bool = False) -> list[Path]:
+        """MagniPath's backups of one image's data folder, oldest first.
+
+        ``good_only``: only backups whose data file validated (see ``magnipath qupath
+        backups PROJECT`` for each backup's record).
+        """
         self._check()
-        return pf.list_backups(self.folder, self._entry(image).entry_id)
+        return [b.path for b in _backups.list_backups(self.folder, self._entry(image).entry_id)
+                if b.good or not good_only]
 
     @_quiet
     def restore_backup(self, image: str | int, backup: str | Path | None = None) -> Path:
@@ -559,7 +586,8 @@ class Project:
         image : str or int
             Image name, entry id, slide file name or index.
         backup : path, optional
-            A folder from :meth:`list_backups`; default: the newest.
+            A folder from :meth:`list_backups` (or its name); default: the newest
+            GOOD one (its data file validated), never a broken state.
 
         Returns
         -------
@@ -568,15 +596,10 @@ class Project:
         """
         self._check("restore a backup")
         entry = self._entry(image)
-        backups = pf.list_backups(self.folder, entry.entry_id)
-        if backup is None and not backups:
-            raise QuPathBridgeError(f"image {entry.image_name!r} of {self._file} has no MagniPath "
-                                    f"backup in {pf.backups_dir(self.folder, entry.entry_id)}")
-        chosen = Path(backup) if backup is not None else backups[-1]
-        data_dir = Path(str(entry.entry_path))
-        pf.make_backup(data_dir, self.folder, entry.entry_id, keep=0)  # keeps `chosen` too
-        pf.restore_data_dir(chosen, data_dir)
-        return chosen
+        with _jvm.deferred_signals("the restore"):
+            done = _repair.restore_image(self._file, str(entry.entry_id),
+                                         None if backup is None else str(backup))
+        return Path(done["restored_path"])
 
     # -- adding slides ------------------------------------------------------------------------
     @_quiet
