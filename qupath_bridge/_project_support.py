@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
@@ -28,9 +29,14 @@ PREDICTIONS_DIR = "predictions"
 BACKUPS_DIR = "backups"
 KEEP_BACKUPS = 5
 """Backups kept per image; older ones are deleted when a new one is made."""
+OBJECTS_DIR = "objects"
+MARK_MEASUREMENT = "MagniPath prediction"
+"""Measurement (value 1) on every object MagniPath writes: its mark on every QuPath
+version (0.4-0.6) and object type; measurements survive QuPath's GeoJSON export and
+import and a project save/reload (detections' metadata do not on QuPath 0.5)."""
 MARK_KEY = "magnipath"
-"""Object metadata key marking the objects MagniPath wrote (QuPath 0.5 and 0.6 persist
-object metadata in ``.qpdata`` and in GeoJSON ``properties.metadata``)."""
+"""Object metadata key of the earlier mark (``magnipath = prediction``): still
+recognised, and still written on annotations (QuPath 0.5+ keeps it there)."""
 MARK_VALUE = "prediction"
 
 PathMapping = (Mapping[str | os.PathLike, str | os.PathLike]
@@ -145,9 +151,52 @@ def pick_image(images: Sequence[tuple[str, str, str | None]], image: str | int,
     return found[0]
 
 
-def is_prediction(obj: QuPathObject) -> bool:
-    """Whether ``obj`` carries MagniPath's mark (object metadata ``magnipath``)."""
-    return MARK_KEY in obj.metadata
+def is_prediction(obj: QuPathObject, ids: Collection[str] = ()) -> bool:
+    """Whether ``obj`` is one of MagniPath's objects.
+
+    It is when its UUID is in ``ids`` (the image's record, :func:`read_record`), it
+    carries the measurement :data:`MARK_MEASUREMENT`, or the earlier metadata mark
+    ``magnipath`` (projects written before the measurement).
+    """
+    return (obj.id in ids or MARK_MEASUREMENT in obj.measurements
+            or MARK_KEY in obj.metadata)
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-image record of the objects MagniPath wrote
+def record_file(project_dir: str | os.PathLike, entry_id: str) -> Path:
+    """``<project>/magnipath/objects/<entry id>.json``: UUIDs of MagniPath's last write."""
+    return Path(project_dir) / MAGNIPATH_DIR / OBJECTS_DIR / f"{entry_id}.json"
+
+
+def read_record(project_dir: str | os.PathLike, entry_id: str) -> frozenset[str]:
+    """The UUIDs MagniPath last wrote into an image (empty when there is no readable record:
+    the measurement and metadata marks still identify its objects)."""
+    path = record_file(project_dir, entry_id)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return frozenset(str(i) for i in data["ids"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return frozenset()
+
+
+def write_record(project_dir: str | os.PathLike, entry_id: str, image_name: str,
+                 ids: Iterable[str]) -> Path:
+    """Replace the image's record (temporary file, then rename; mode ``0666 & ~umask``)."""
+    path = record_file(project_dir, entry_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"format": "magnipath-objects/1", "image": image_name, "entry_id": str(entry_id),
+            "written": datetime.now().isoformat(timespec="seconds"), "ids": sorted(ids)}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(body, f)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise QuPathBridgeError(f"cannot write MagniPath's object record {path} ({e})") from e
+    return path
 
 
 def uri_to_path(uri: str | None) -> str | None:

@@ -14,8 +14,11 @@ and UUIDs are converted by QuPath itself, the same way in QuPath 0.5 and 0.6.
 
 Coordinates are level-0 pixels of the image (QuPath's frame) everywhere.
 
-MagniPath marks the objects it writes with the object metadata entry
-``magnipath = prediction``; a re-run removes only objects with that entry. Before
+MagniPath marks the objects it writes with the measurement ``MagniPath
+prediction`` (= 1; annotations also with the metadata entry ``magnipath =
+prediction``) and records their UUIDs in ``<project>/magnipath/objects/<entry
+id>.json``; a re-run removes only objects so marked or recorded (and objects with
+the earlier metadata mark), see docs/qupath.md. Before
 writing an image's data it copies the image's ``data/<id>/`` folder to
 ``<project>/magnipath/backups/<id>/<timestamp>/`` (:meth:`Project.restore_backup`
 puts it back).
@@ -27,6 +30,7 @@ import contextlib
 import copy
 import functools
 import shutil
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -45,12 +49,14 @@ from qupath_bridge.errors import QuPathBridgeError
 from qupath_bridge.geojson import loads_geojson, read_geojson, write_geojson
 from qupath_bridge.objects import OBJECT_TYPES, QuPathObject
 
-__all__ = ["MARK_KEY", "ImageInfo", "Project", "QuPathUnavailable", "annotation_file",
-           "create_project", "prediction_file", "qupath_available", "safe_file_name"]
+__all__ = ["MARK_KEY", "MARK_MEASUREMENT", "ImageInfo", "Project", "QuPathUnavailable",
+           "annotation_file", "create_project", "prediction_file", "qupath_available",
+           "safe_file_name"]
 
 Mode = Literal["r", "r+", "x"]
 MARK_KEY = pf.MARK_KEY
 MARK_VALUE = pf.MARK_VALUE
+MARK_MEASUREMENT = pf.MARK_MEASUREMENT
 
 
 class QuPathUnavailable(QuPathBridgeError):
@@ -187,14 +193,29 @@ def _quiet(func: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 # -- version quirks: the only place that knows QuPath versions differ ---------------------------
-def _is_marked(java_obj: Any, key: Any) -> bool:
-    """Whether a Java PathObject carries MagniPath's metadata mark."""
+def _has_metadata_mark(java_obj: Any, key: Any) -> bool:
+    """Whether a Java PathObject carries the earlier metadata mark ``magnipath``."""
     # QuPath 0.6 adds hasMetadata(); there getMetadata() would create an empty map on every
-    # object we merely look at. QuPath 0.5 has no hasMetadata() and getMetadata() is harmless.
+    # object we merely look at. QuPath 0.5 has no hasMetadata() and getMetadata() is harmless
+    # (read-only on detections, which is fine for reading). QuPath 0.4 has no public
+    # getMetadata(): no object there carries this mark.
     has_metadata = getattr(java_obj, "hasMetadata", None)
     if has_metadata is not None and not has_metadata():
         return False
-    return java_obj.getMetadata().get(key) is not None
+    get_metadata = getattr(java_obj, "getMetadata", None)
+    if get_metadata is None:
+        return False
+    return get_metadata().get(key) is not None
+
+
+def _is_ours(java_obj: Any, record: frozenset[str], key: Any) -> bool:
+    """Whether a Java PathObject is MagniPath's: its UUID is in the image's record, it has
+    the measurement ``MagniPath prediction`` (QuPath 0.4-0.6), or the metadata mark."""
+    if record and str(java_obj.getID()) in record:
+        return True
+    if java_obj.hasMeasurements() and java_obj.getMeasurementList().containsKey(MARK_MEASUREMENT):
+        return True
+    return _has_metadata_mark(java_obj, key)
 
 
 def _entry_uri(entry: Any) -> str | None:
@@ -429,7 +450,7 @@ class Project:
         include_points : bool
             Also return point annotations (Point / MultiPoint geometries).
         include_predictions : bool
-            Also return objects MagniPath wrote (see :data:`MARK_KEY`).
+            Also return objects MagniPath wrote (see :func:`_project_support.is_prediction`).
 
         Returns
         -------
@@ -454,17 +475,22 @@ class Project:
                 selected.addAll(hierarchy.getDetectionObjects())
             text = str(j.GsonTools.getInstance().toJson(selected))
         objects = loads_geojson(text, source=f"{self._file} [{name}]")
+        record = pf.read_record(self.folder, str(entry.entry_id))
         return [o for o in objects if o.object_type in wanted
                 and (include_points or not _is_point(o))
-                and (include_predictions or not pf.is_prediction(o))]
+                and (include_predictions or not pf.is_prediction(o, record))]
 
     @_quiet
     def write_predictions(self, image: str | int, objects: Iterable[QuPathObject], *,
                           as_type: Literal["annotation", "detection"] = "annotation") -> dict:
         """Replace MagniPath's previous objects of one image by ``objects``.
 
-        Only objects carrying MagniPath's mark (object metadata ``magnipath``) are
-        removed; every other object stays as it was. Missing path classes are
+        Only MagniPath's objects are removed (UUID in the image's record
+        ``magnipath/objects/<entry id>.json``, or the measurement ``MagniPath
+        prediction``, or the earlier metadata mark ``magnipath``); every other object
+        stays as it was. The new objects get the measurement (every QuPath version,
+        annotations and detections), annotations also the metadata mark, and their
+        UUIDs are recorded. Missing path classes are
         added to the project with their colours. The image's data folder is backed
         up first (:meth:`restore_backup`); if writing fails it is restored.
 
@@ -493,8 +519,12 @@ class Project:
                                         "not a QuPathObject")
         entry = self._entry(image)
         colors = dict(self.path_classes)
+        # detections: no metadata mark (QuPath 0.5 keeps no metadata on detections and logs a
+        # warning for each one); the measurement and the record mark them on every version
+        meta = {MARK_KEY: MARK_VALUE} if as_type == "annotation" else {}
         marked = [replace(o, object_type=as_type, class_color=o.class_color or colors.get(
-            o.classification or ""), metadata={**o.metadata, MARK_KEY: MARK_VALUE}) for o in objs]
+            o.classification or ""), metadata={**o.metadata, **meta},
+            measurements={**o.measurements, MARK_MEASUREMENT: 1.0}) for o in objs]
         return {"image": str(entry.image_name), "as_type": as_type,
                 **self._write_objects(entry, marked, replace_marked=True)}
 
@@ -510,27 +540,33 @@ class Project:
         data_dir = Path(str(entry.entry_path))
         stats: dict[str, int] = {}
         # issue 17: signals held, image repaired + checked, validated backup, run folder
-        with _safe_write.guarded_write(self._file, str(entry.entry_id), name, data_dir) as guard:
+        eid = str(entry.entry_id)
+        record = pf.read_record(self.folder, eid)  # issue 13: UUIDs of MagniPath's last write
+        what = f"cannot write objects into image {name!r} of {self._file}"
+        with _safe_write.guarded_write(self._file, eid, name, data_dir) as guard:
             saved_backup, tmp = guard.backup.path, guard.tmp
-            geojson = write_geojson(objects, Path(tmp) / "objects.geojson", stats=stats)
-            with _qupath_call(f"cannot write objects into image {name!r} of {self._file}") as j:
-                new = j.PathIO.readObjects(j.File(str(geojson)))
-                key = j.String(MARK_KEY)
-                if replace_marked:
-                    for o in new:
-                        o.getMetadata().put(key, j.String(MARK_VALUE))
+            with _qupath_call(what) as j:
                 image_data = entry.java_object.readImageData()
                 hierarchy = image_data.getHierarchy()
+                key = j.String(MARK_KEY)
 
                 def is_user(o: Any) -> bool:
-                    return not _is_marked(o, key)
+                    return not _is_ours(o, record, key)
 
+                kept_ids = {str(o.getID()) for o in hierarchy.getAllObjects(False)
+                            if is_user(o)}
+            # a UUID of an object we keep is never reused: the record must name ours only
+            objects = [replace(o, id=str(uuid.uuid4())) if o.id in kept_ids else o
+                       for o in objects]
+            geojson = write_geojson(objects, Path(tmp) / "objects.geojson", stats=stats)
+            with _qupath_call(what) as j:
+                new = j.PathIO.readObjects(j.File(str(geojson)))
                 user_before = _safe_write.user_objects(j, hierarchy.getAllObjects(False),
                                                        is_user)
                 old = j.ArrayList()
                 if replace_marked:
                     for o in hierarchy.getAllObjects(False):
-                        if _is_marked(o, key):
+                        if not is_user(o):
                             old.add(o)
                 if old.size():
                     hierarchy.removeObjects(old, True)  # children (user objects) are kept
@@ -544,6 +580,9 @@ class Project:
                         image_data.getServer().close()  # release the slide file
                 created = self._add_path_classes(new)
                 self._qp.save(images=False)
+                new_ids = [str(o.getID()) for o in new]
+            if replace_marked:
+                pf.write_record(self.folder, eid, name, new_ids)
         return {"removed": int(old.size()), "added": int(new.size()),
                 "dropped_empty": stats.get("dropped_empty", 0),
                 "repaired": stats.get("repaired", 0), "created_classes": created,

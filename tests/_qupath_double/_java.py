@@ -126,6 +126,29 @@ class UnmodifiableMap(MetadataMap):
         raise UnsupportedOperationException("")
 
 
+class MeasurementList(dict):
+    """``qupath.lib.measurements.MeasurementList`` (0.4+ API): ``put``, ``get`` (NaN when
+    missing), ``containsKey``, ``size``, ``isEmpty``, ``getNames``."""
+
+    def put(self, name: str, value: float) -> None:
+        self[str(name)] = float(value)
+
+    def get(self, name: str, default: Any = math.nan) -> Any:
+        return dict.get(self, str(name), default)
+
+    def containsKey(self, name: str) -> bool:
+        return str(name) in self
+
+    def size(self) -> int:
+        return len(self)
+
+    def isEmpty(self) -> bool:
+        return not self
+
+    def getNames(self) -> list[str]:
+        return list(self)
+
+
 # -- path classes -------------------------------------------------------------------------------
 def pack_rgb(rgb: tuple[int, int, int]) -> int:
     """QuPath's packed ``ColorTools.packRGB`` (opaque ARGB as a signed 32-bit int)."""
@@ -183,7 +206,7 @@ class PathObject:
         self.name: str | None = None
         self.color: tuple[int, int, int] | None = None
         self.locked = False
-        self.measurements: dict[str, float] = {}
+        self.measurements = MeasurementList()
         self._metadata: MetadataMap | None = None
         self.id = str(uuid.uuid4())
         self.parent: PathObject | None = None
@@ -217,8 +240,11 @@ class PathObject:
     def getID(self) -> str:
         return self.id
 
-    def getMeasurementList(self) -> dict[str, float]:
+    def getMeasurementList(self) -> MeasurementList:
         return self.measurements
+
+    def hasMeasurements(self) -> bool:
+        return len(self.measurements) > 0
 
     def getParent(self) -> PathObject | None:
         return self.parent
