@@ -207,3 +207,21 @@ def test_record_round_trip_mode_and_broken_record(tmp_path):
     path.write_text("{not json")
     assert pf.read_record(tmp_path, "7") == frozenset()  # the marks still identify ours
     assert pf.read_record(tmp_path, "8") == frozenset()
+
+
+def test_groovy_scripts_use_the_same_marker():
+    """The Groovy scripts recognise and write MagniPath's objects the way the bridge does."""
+    import re
+
+    groovy = Path(__file__).resolve().parents[2] / "qupath_bridge" / "groovy"
+    export = (groovy / "export_annotations.groovy").read_text()
+    imp = (groovy / "import_predictions.groovy").read_text()
+    for text in (export, imp):
+        assert f'MARK_MEASUREMENT = "{pf.MARK_MEASUREMENT}"' in text
+        assert f'"{pf.MAGNIPATH_DIR}", "{pf.OBJECTS_DIR}", entryId + ".json"' in text
+        assert "recordIds.contains(obj.getID().toString())" in text
+        assert "getMeasurementList().containsKey(MARK_MEASUREMENT)" in text
+    # writing metadata only through the guarded helper (read-only on QuPath 0.5 detections)
+    puts = re.findall(r"^.*getMetadata\(\)\.put\(.*$", imp, re.M)
+    assert len(puts) == 1 and "obj.getMetadata().put(key, value)" in puts[0]
+    assert "ml.put(MARK_MEASUREMENT, 1.0d)" in imp and "magnipath-objects/1" in imp
