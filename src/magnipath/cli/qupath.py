@@ -139,7 +139,11 @@ def run(args: argparse.Namespace, progress: ProgressCallback) -> dict:
     if getattr(args, "_no_java", False):
         return args._action(args, progress)
     with _java_console_to_stderr():
-        return args._action(args, progress)
+        summary = args._action(args, progress)
+    if args._action is _list and not getattr(args, "json", False):
+        print(format_image_table(summary))  # readable table; the summary keeps its scalars
+        return {k: summary[k] for k in ("project", "n_images", "missing_slides")}
+    return summary
 
 
 def _list(args: argparse.Namespace, progress: ProgressCallback) -> dict:
@@ -155,6 +159,32 @@ def _list(args: argparse.Namespace, progress: ProgressCallback) -> dict:
         return {"project": str(p.path), "n_images": n, "images": images,
                 "path_classes": classes,
                 "missing_slides": [im["name"] for im in images if not im["slide_found"]]}
+
+
+def format_image_table(listed: dict) -> str:
+    """The images of a ``qupath list`` summary as an aligned text table, then the classes.
+
+    Columns: index, image name, entry id, level-0 size in pixels, µm/px, slide path
+    (``MISSING`` when the slide file is not where the project says).
+    """
+    head = ("#", "image", "id", "size (px)", "µm/px", "slide")
+    rows = [head]
+    for im in listed["images"]:
+        size = f"{im['width']} x {im['height']}" if im.get("width") else "-"
+        mpp = f"{im['mpp']:.4g}" if im.get("mpp") else "-"
+        where = im.get("path") or im.get("uri") or "-"
+        rows.append((str(im["index"]), im["name"], str(im["id"]), size, mpp,
+                     where if im.get("slide_found") else f"MISSING {where}"))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(head) - 1)]
+    lines = ["  ".join([*(v.ljust(w) for v, w in zip(r[:-1], widths, strict=True)), r[-1]])
+             .rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in [*widths, len(head[-1])]))
+    classes = listed.get("path_classes") or []
+    if classes:
+        names = ", ".join(c["name"] if not c.get("color") else
+                          f"{c['name']} {tuple(c['color'])}" for c in classes)
+        lines.append(f"path classes: {names}")
+    return "\n".join(lines)
 
 
 def _export(args: argparse.Namespace, progress: ProgressCallback) -> dict:
