@@ -1,8 +1,8 @@
 """QuPath fixtures of the bridge tests.
 
-Tests marked ``qupath`` need a QuPath installation that paquo finds
-(``PAQUO_QUPATH_DIR``); without one they are skipped, with the reason. The check
-does not start Java and happens only when such tests were collected.
+Tests marked ``qupath`` run once per QuPath flavour: against the 0.5-like and
+0.6-like QuPath test doubles (tests/_qupath_double, everywhere) and against real
+QuPath where paquo finds one (``PAQUO_QUPATH_DIR``); see tests/conftest.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The paquo bridge (qupath_bridge.project), its CLI and its Groovy scripts.
 
-Tests marked ``qupath`` run QuPath itself (skipped without an installation, see
-conftest.py); the others check, without QuPath, what happens where it is missing,
+Tests marked ``qupath`` run against the QuPath test doubles (0.5-like, 0.6-like)
+and real QuPath where installed (tests/conftest.py); the others check, without
+QuPath, what happens where it is missing,
 the file-level helpers, the command-line parsing and the Groovy scripts' rules.
 """
 
