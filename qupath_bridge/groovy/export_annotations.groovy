@@ -17,6 +17,8 @@
  * Written for QuPath 0.4, 0.5 and 0.6. Changes nothing in the project's data.
  */
 
+import qupath.lib.io.GsonTools
+
 // ---- settings -----------------------------------------------------------------------
 boolean INCLUDE_PREDICTIONS = false   // also export objects MagniPath wrote
 boolean INCLUDE_POINTS = true         // point annotations (e.g. mitosis clicks)
@@ -36,7 +38,7 @@ def recordFile = entryId == null ? null :
         new File(buildFilePath(PROJECT_BASE_DIR, "magnipath", "objects", entryId + ".json"))
 if (recordFile != null && recordFile.isFile()) {
     try {
-        def ids = new groovy.json.JsonSlurper().parse(recordFile).ids ?: []
+        def ids = GsonTools.getInstance().fromJson(recordFile.getText("UTF-8"), Map.class)?.get("ids") ?: []
         recordIds = ids.collect { it.toString() } as Set
     } catch (Exception e) {
         println "MagniPath: cannot read ${recordFile} (${e}); using the marks only"

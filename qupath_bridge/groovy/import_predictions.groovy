@@ -24,6 +24,8 @@
 
 import java.nio.file.Files
 import java.nio.file.StandardCopyOption
+import java.time.LocalDateTime
+import qupath.lib.io.GsonTools
 import qupath.lib.io.PathIO
 import qupath.lib.objects.PathObjects
 
@@ -95,7 +97,7 @@ def recordFile = new File(buildFilePath(PROJECT_BASE_DIR, "magnipath", "objects"
 def recordIds = [] as Set
 if (recordFile.isFile()) {
     try {
-        def ids = new groovy.json.JsonSlurper().parse(recordFile).ids ?: []
+        def ids = GsonTools.getInstance().fromJson(recordFile.getText("UTF-8"), Map.class)?.get("ids") ?: []
         recordIds = ids.collect { it.toString() } as Set
     } catch (Exception e) {
         println "MagniPath: cannot read ${recordFile} (${e}); using the marks only"
@@ -130,9 +132,9 @@ fireHierarchyUpdate()
 // record the new objects' UUIDs (temporary file, then rename)
 recordFile.getParentFile().mkdirs()
 def tmpRecord = new File(recordFile.getParentFile(), "." + recordFile.getName() + ".groovy.tmp")
-tmpRecord.setText(groovy.json.JsonOutput.toJson([
+tmpRecord.setText(GsonTools.getInstance().toJson([
         format  : "magnipath-objects/1", image: imageName, entry_id: entryId.toString(),
-        written : new Date().format("yyyy-MM-dd'T'HH:mm:ss"),
+        written : LocalDateTime.now().withNano(0).toString(),
         ids     : objects.collect { it.getID().toString() }.sort()]), "UTF-8")
 Files.move(tmpRecord.toPath(), recordFile.toPath(), StandardCopyOption.REPLACE_EXISTING)
 println "MagniPath: '${imageName}': removed ${previous.size()} earlier MagniPath objects, " +
