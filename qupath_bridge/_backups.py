@@ -27,10 +27,9 @@ from pathlib import Path
 
 from qupath_bridge import _atomic
 from qupath_bridge._integrity import BKP_FILE, DATA_FILE, DataCheck, check_data_file
+from qupath_bridge._project_support import BACKUPS_DIR, MAGNIPATH_DIR
 from qupath_bridge.errors import QuPathBridgeError
 
-MAGNIPATH_DIR = "magnipath"
-BACKUPS_DIR = "backups"
 RECORD = "magnipath-backup.json"
 KEEP_GOOD = 5
 """Good backups kept per image."""

@@ -3,8 +3,9 @@
 * :class:`ImageInfo`, and finding an image by name, id, file name or index,
 * where MagniPath keeps its files inside a QuPath project folder (shared with the
   Groovy scripts in ``qupath_bridge/groovy/``) and image names -> file names,
-* moved-slide path remapping rules,
-* backups of an image's ``data/<id>/`` folder and their restore.
+* moved-slide path remapping rules.
+
+Backups of an image's ``data/<id>/`` folder: :mod:`qupath_bridge._backups`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -27,8 +27,6 @@ MAGNIPATH_DIR = "magnipath"
 ANNOTATIONS_DIR = "annotations"
 PREDICTIONS_DIR = "predictions"
 BACKUPS_DIR = "backups"
-KEEP_BACKUPS = 5
-"""Backups kept per image; older ones are deleted when a new one is made."""
 OBJECTS_DIR = "objects"
 MARK_MEASUREMENT = "MagniPath prediction"
 """Measurement (value 1) on every object MagniPath writes: its mark on every QuPath
@@ -246,77 +244,3 @@ def remap_path(old: str, mapping: PathMapping) -> str | None:
             rel = old_p.relative_to(key_p)
             best = (len(key_p.parts), str(_pure(value).joinpath(*rel.parts)))
     return None if best is None else best[1]
-
-
-# ---------------------------------------------------------------------------------------------
-# backups of data/<id>/
-def backups_dir(project_dir: str | os.PathLike, entry_id: str) -> Path:
-    """``<project>/magnipath/backups/<entry id>/``: one sub-folder per backup, oldest first."""
-    return Path(project_dir) / MAGNIPATH_DIR / BACKUPS_DIR / str(entry_id)
-
-
-def list_backups(project_dir: str | os.PathLike, entry_id: str) -> list[Path]:
-    """Backups of one image, oldest first (names are sortable timestamps)."""
-    d = backups_dir(project_dir, entry_id)
-    if not d.is_dir():
-        return []
-    return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def make_backup(data_dir: str | os.PathLike, project_dir: str | os.PathLike, entry_id: str,
-                *, keep: int = KEEP_BACKUPS) -> Path:
-    """Copy an image's data folder (``data/<id>/``) into a new backup folder; return it.
-
-    A missing data folder gives an empty backup (restoring it removes the image's
-    data, as it was). Only the newest ``keep`` backups of the image are kept.
-    """
-    data_dir = Path(data_dir)
-    root = backups_dir(project_dir, entry_id)
-    root.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    final = root / stamp
-    n = 1
-    while final.exists():
-        final, n = root / f"{stamp}-{n}", n + 1
-    tmp = root / f".{final.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        if data_dir.is_dir():
-            shutil.copytree(data_dir, tmp)
-        else:
-            tmp.mkdir()
-        os.replace(tmp, final)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise QuPathBridgeError(f"cannot back up {data_dir} to {final} ({e}); nothing was "
-                                "written") from e
-    for old in list_backups(project_dir, entry_id)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def restore_data_dir(backup: str | os.PathLike, data_dir: str | os.PathLike) -> None:
-    """Replace ``data_dir`` by a copy of ``backup`` (the backup itself is kept).
-
-    The copy is made next to ``data_dir`` first and swapped in by renames, so an
-    interrupted restore leaves either the old or the restored folder in place.
-    """
-    backup, data_dir = Path(backup), Path(data_dir)
-    if not backup.is_dir():
-        raise QuPathBridgeError(f"backup {backup} does not exist")
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_new = data_dir.with_name(f".{data_dir.name}.magnipath-restore")
-    tmp_old = data_dir.with_name(f".{data_dir.name}.magnipath-old")
-    for t in (tmp_new, tmp_old):
-        shutil.rmtree(t, ignore_errors=True)
-    try:
-        shutil.copytree(backup, tmp_new)
-        if data_dir.exists():
-            os.replace(data_dir, tmp_old)
-        os.replace(tmp_new, data_dir)
-    except OSError as e:
-        if not data_dir.exists() and tmp_old.exists():
-            os.replace(tmp_old, data_dir)
-        shutil.rmtree(tmp_new, ignore_errors=True)
-        raise QuPathBridgeError(f"cannot restore {data_dir} from {backup} ({e})") from e
-    shutil.rmtree(tmp_old, ignore_errors=True)

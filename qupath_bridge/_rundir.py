@@ -4,7 +4,8 @@ Files MagniPath hands to QuPath during a write (the objects as GeoJSON) go into
 ``<project>/magnipath/tmp/run-<pid>-<time>/``, removed in ``finally``. A run killed
 before its ``finally`` leaves its folder; the next run removes folders older than
 :data:`STALE_AFTER` or whose process no longer exists on this machine. Nothing is
-written outside the project (no ``/tmp/magnipath-qupath-*``).
+written outside the project; ``<temp>/magnipath-qupath-*`` folders that earlier
+versions left are removed after a day.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import contextlib
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from qupath_bridge._project_support import MAGNIPATH_DIR
 
 TMP_DIR = "tmp"
 STALE_AFTER = 24 * 3600.0
@@ -24,7 +28,21 @@ STALE_AFTER = 24 * 3600.0
 
 def tmp_root(project_folder: str | os.PathLike) -> Path:
     """``<project>/magnipath/tmp/``."""
-    return Path(project_folder) / "magnipath" / TMP_DIR
+    return Path(project_folder) / MAGNIPATH_DIR / TMP_DIR
+
+
+def remove_legacy_tmp(*, now: float | None = None) -> list[str]:
+    """Remove ``<temp>/magnipath-qupath-*`` folders older than a day (MagniPath <= 0.1
+    wrote the objects there; a killed run left them)."""
+    now = time.time() if now is None else now
+    gone = []
+    for p in Path(tempfile.gettempdir()).glob("magnipath-qupath-*"):
+        with contextlib.suppress(OSError):
+            if p.is_dir() and now - p.stat().st_mtime > STALE_AFTER and (
+                    not hasattr(os, "getuid") or p.stat().st_uid == os.getuid()):
+                shutil.rmtree(p, ignore_errors=True)
+                gone.append(p.name)
+    return gone
 
 
 def _alive(pid: int) -> bool:
@@ -68,6 +86,7 @@ def remove_stale(project_folder: str | os.PathLike, *, now: float | None = None)
 def run_dir(project_folder: str | os.PathLike) -> Iterator[Path]:
     """A new, empty run folder (stale ones removed first); deleted when the block ends."""
     remove_stale(project_folder)
+    remove_legacy_tmp()
     root = tmp_root(project_folder)
     root.mkdir(parents=True, exist_ok=True)
     d = root / f"run-{os.getpid()}-{time.time_ns()}"

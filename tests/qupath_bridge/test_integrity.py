@@ -363,3 +363,37 @@ def test_no_bridge_module_imports_paquo_at_import_time():
                          timeout=60, env={**os.environ})
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_run_folder_inside_the_project_and_stale_ones_removed(tmp_path, monkeypatch):
+    import socket
+    import tempfile
+    import time
+
+    from qupath_bridge import _rundir
+
+    proj = tmp_path / "project"
+    root = _rundir.tmp_root(proj)
+    root.mkdir(parents=True)
+    dead = root / "run-999999999-1"  # a killed run on this machine (no such process)
+    dead.mkdir()
+    (dead / ".host").write_text(socket.gethostname())
+    live = root / f"run-{os.getpid()}-2"  # a running one
+    live.mkdir()
+    (live / ".host").write_text(socket.gethostname())
+    old = root / "run-1-3"  # another machine's, two days old
+    old.mkdir()
+    two_days = time.time() - 2 * 86400
+    os.utime(old, (two_days, two_days))
+    sysdir = tmp_path / "systemp"
+    sysdir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(sysdir))
+    legacy_old, legacy_new = sysdir / "magnipath-qupath-a", sysdir / "magnipath-qupath-b"
+    legacy_old.mkdir()
+    legacy_new.mkdir()
+    os.utime(legacy_old, (two_days, two_days))
+    with _rundir.run_dir(proj) as d:
+        assert d.parent == root and d.is_dir()
+        (d / "objects.geojson").write_text("{}")
+    assert not d.exists() and not dead.exists() and not old.exists() and live.exists()
+    assert not legacy_old.exists() and legacy_new.exists()

@@ -205,38 +205,6 @@ def test_pick_image_by_index_name_id_or_file_name():
         pf.pick_image(images, 5, "P")
 
 
-def test_backup_keep_and_restore(tmp_path):
-    project, data = tmp_path / "proj", tmp_path / "proj" / "data" / "7"
-    data.mkdir(parents=True)
-    (data / "data.qpdata").write_bytes(b"v1")
-    first = pf.make_backup(data, project, "7", keep=3)
-    (data / "data.qpdata").write_bytes(b"v2")
-    (data / "summary.json").write_text("{}")
-    for _ in range(3):
-        pf.make_backup(data, project, "7", keep=3)
-    backups = pf.list_backups(project, "7")
-    assert len(backups) == 3 and first not in backups  # only the newest 3 are kept
-    assert backups == sorted(backups) and backups[0].parent == pf.backups_dir(project, "7")
-    # restore an older state (a copy of the v1 backup made before pruning)
-    old = tmp_path / "old"
-    old.mkdir()
-    (old / "data.qpdata").write_bytes(b"v1")
-    pf.restore_data_dir(old, data)
-    assert sorted(p.name for p in data.iterdir()) == ["data.qpdata"]
-    assert (data / "data.qpdata").read_bytes() == b"v1"
-    assert (old / "data.qpdata").exists()  # the backup itself is kept
-    assert not list(data.parent.glob(".*magnipath*"))  # no temporary folders left
-    # a backup of a missing data folder restores to "no data"
-    shutil.rmtree(data)
-    empty = pf.make_backup(data, project, "7")
-    (data.parent / "7").mkdir()
-    (data / "data.qpdata").write_bytes(b"v3")
-    pf.restore_data_dir(empty, data)
-    assert list(data.iterdir()) == []
-    with pytest.raises(QuPathBridgeError, match="does not exist"):
-        pf.restore_data_dir(tmp_path / "nope", data)
-
-
 # ---------------------------------------------------------------------------------------------
 # with QuPath
 def _annotations() -> list[QuPathObject]:
