@@ -199,7 +199,7 @@ def read_project_images(project_file: str | os.PathLike) -> list[tuple[str, str]
     except (OSError, ValueError) as e:
         raise QuPathBridgeError(f"cannot read the QuPath project {project_file} ({e}); is it a "
                                 "project.qpproj file written by QuPath?") from e
-    images = doc.get("images") if isinstance(doc, dict) else None
+    images = doc.get("images", []) if isinstance(doc, dict) else None  # none: an empty project
     if not isinstance(images, list):
         raise QuPathBridgeError(f"{project_file} has no 'images' list; is it a QuPath project?")
     out = []

@@ -315,7 +315,7 @@ def test_cli_repair_backups_restore(tmp_path, capsys):
 @pytest.mark.qupath
 @pytest.mark.timeout(120)
 def test_broken_image_is_reported_and_repaired_before_a_write(qupath_flavour, tmp_path,
-                                                              make_slide):
+                                                              make_slide, capsys):
     from shapely.geometry import box
 
     from qupath_bridge.geojson import write_geojson
@@ -327,6 +327,7 @@ def test_broken_image_is_reported_and_repaired_before_a_write(qupath_flavour, tm
     pf = create_project(tmp_path / "project", [make_slide("a.ome.tif", 512, 384, 0.5)], [ann])
     preds = [QuPathObject(box(60, 60, 90, 90), classification="Tumor", name=f"p{i}")
              for i in range(3)]
+    write_geojson(preds[:1], tmp_path / "p1.geojson")
     with Project(pf, "r+") as p:
         p.write_predictions(0, preds)
         data_dir = Path(str(p._entry(0).entry_path))
@@ -340,10 +341,19 @@ def test_broken_image_is_reported_and_repaired_before_a_write(qupath_flavour, tm
         assert "magnipath qupath repair" in damaged[0]["message"]
         with pytest.raises(IntegrityError, match=r"Image 'a.ome.tif' .* cannot be used"):
             p.read_objects(0)
-    assert main(["qupath", "export", str(pf), "--out", str(tmp_path / "out")]) == 1
-    with Project(pf, "r+") as p:  # a write repairs first, then writes atomically
-        res = p.write_predictions(0, preds[:1])
-        assert res["removed"] == 3 and res["added"] == 1
+    capsys.readouterr()
+    assert main(["qupath", "list", str(pf), "--json"]) == 0  # listing reads no hierarchy
+    for argv in (["qupath", "export", str(pf), "--out", str(tmp_path / "out")],
+                 ["tile", "--qupath-project", str(pf), "--out", str(tmp_path / "tiles"),
+                  "--quiet"]):
+        assert main(argv) == 1, argv  # one paragraph naming the image, within seconds
+        assert "'a.ome.tif'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "tiles").exists()
+    assert main(["qupath", "import", str(pf), str(tmp_path / "p1.geojson"), "--image", "0",
+                 "--json"]) == 0  # a write repairs first, then writes atomically
+    res = json.loads(capsys.readouterr().out)
+    assert res["removed"] == 3 and res["added"] == 1
+    with Project(pf, "r") as p:
         objs = p.read_objects(0)
     assert {o.name for o in objs if MARK_KEY not in o.metadata} == {"U1"}
     assert check_image_dir(data_dir).status == "ok"
