@@ -22,14 +22,15 @@ Three things go wrong without this module (QuPath 0.5 and 0.6 through paquo/JPyp
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 _SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None))
                  if s is not None)
 
@@ -103,8 +104,8 @@ def deferred_signals(what: str = "the write") -> Iterator[None]:
         if got:  # a second signal: stop now (the write is atomic; the finally blocks run)
             _act(signum)
         got.append(signum)
-        print(f"magnipath: signal {signal.Signals(signum).name} received; finishing {what} "
-              "first (send it again to stop at once)", file=sys.stderr)
+        log.warning("magnipath: signal %s received; finishing %s first (send it again to stop "
+                    "at once)", signal.Signals(signum).name, what)
 
     for s in _SIGNALS:
         signal.signal(s, hold)
