@@ -19,7 +19,6 @@ string ``"EOF"``, ending exactly at the end of the file.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -120,12 +119,14 @@ def check_data_file(path: str | os.PathLike, *, full: bool = True) -> DataCheck:
                 return result(False, f"it is cut short ({size:,} bytes, no end marker)", size)
             if not full and tail == _EOF_TAIL:
                 return result(True, "", size)  # else (a back-reference at the end): walk it
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                try:
-                    found = scan(mm)
-                except StreamError as e:
-                    what = "it is cut short" if e.truncated else "its structure is broken"
-                    return result(False, f"{what} ({size:,} bytes; {e})", size)
+            # read, not mmap: a file truncated in place while mapped would crash (SIGBUS)
+            f.seek(0)
+            data = f.read()
+        try:
+            found = scan(data)
+        except StreamError as e:
+            what = "it is cut short" if e.truncated else "its structure is broken"
+            return result(False, f"{what} ({len(data):,} bytes; {e})", size)
     except OSError as e:
         return result(False, f"the file cannot be read ({e})", size)
     items = found.items
