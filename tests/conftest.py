@@ -49,21 +49,26 @@ def synth_small_jpeg(tmp_path_factory):
 
 
 # -- QuPath: tests marked ``qupath`` run against the QuPath test double, and real QuPath -----------
-def _qupath_params() -> list:
+def _qupath_params(flavours: tuple[str, ...] = ("0.5", "0.6")) -> list:
     """``qupath0.5-double``, ``qupath0.6-double``, plus ``real`` where paquo finds QuPath."""
     from qupath_bridge.project import qupath_available
 
-    params = [pytest.param(f, id=f"qupath{f}-double") for f in ("0.5", "0.6")]
+    params = [pytest.param(f, id=f"qupath{f}-double") for f in flavours]
     if qupath_available()[0]:
         params.append(pytest.param("real", id="qupath-real"))
     return params
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parameterise every test marked ``qupath`` over the QuPath flavours (``qupath_flavour``)."""
-    if (metafunc.definition.get_closest_marker("qupath") is not None
-            and "qupath_flavour" in metafunc.fixturenames):
-        metafunc.parametrize("qupath_flavour", _qupath_params(), indirect=True)
+    """Parameterise every test marked ``qupath`` over the QuPath flavours (``qupath_flavour``).
+
+    ``@pytest.mark.qupath(flavours=("0.4", "0.5", "0.6"))`` chooses the doubles (default
+    0.5 and 0.6; the 0.4-like double is opt-in).
+    """
+    marker = metafunc.definition.get_closest_marker("qupath")
+    if marker is not None and "qupath_flavour" in metafunc.fixturenames:
+        flavours = tuple(marker.kwargs.get("flavours", ("0.5", "0.6")))
+        metafunc.parametrize("qupath_flavour", _qupath_params(flavours), indirect=True)
 
 
 @pytest.fixture

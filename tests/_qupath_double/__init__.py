@@ -7,8 +7,11 @@ The bridge gets paquo and the QuPath classes it uses from one place,
 CLI, the napari widget, ``infer --qupath-project`` - runs against it, with real
 project folders on disk (layout: :mod:`._project`).
 
-Two flavours, chosen by name:
+Flavours, chosen by name:
 
+``"0.4"`` (QuPath 0.4.3; opt-in, see tests/conftest.py)
+    no public ``getMetadata()`` / ``hasMetadata()``; the GeoJSON reader and writer
+    keep no metadata on annotations or detections (only TMA cores have them).
 ``"0.5"`` (QuPath 0.5.1)
     detections' metadata are read-only (``getMetadata().put`` raises
     ``java.lang.UnsupportedOperationException``), the GeoJSON reader drops
@@ -43,7 +46,7 @@ from _qupath_double import _project as pj
 from _qupath_double._project import read_qpdata, write_qpdata
 from _qupath_double._qpdata import QPDATA_MAGIC
 
-FLAVOURS = {"0.5": "0.5.1", "0.6": "0.6.0"}
+FLAVOURS = {"0.4": "0.4.3", "0.5": "0.5.1", "0.6": "0.6.0"}
 """Flavour name -> the QuPath version it imitates."""
 
 __all__ = ["FLAVOURS", "QPDATA_MAGIC", "installed", "namespace", "read_qpdata", "write_qpdata"]
@@ -54,7 +57,7 @@ def namespace(flavour: str) -> SimpleNamespace:
 
     Parameters
     ----------
-    flavour : {"0.5", "0.6"}
+    flavour : {"0.4", "0.5", "0.6"}
 
     Returns
     -------

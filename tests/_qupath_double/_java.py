@@ -192,8 +192,9 @@ class PathObject:
     colour, lock, measurements, metadata, UUID, children.
 
     Metadata (``PathObject.getMetadata`` in v0.5.1 and v0.6.0): a lazily created
-    ``MetadataMap``. ``hasMetadata()`` exists only from v0.6.0 (in v0.5.1 the
-    attribute is missing, so ``getattr(obj, "hasMetadata", None)`` is ``None``).
+    ``MetadataMap``. ``getMetadata()`` is public from v0.5.0 (v0.4.3 keeps it
+    protected: the attribute is missing), ``hasMetadata()`` exists only from v0.6.0
+    (so ``getattr(obj, "hasMetadata", None)`` is ``None`` before).
     """
 
     object_type = "object"
@@ -213,12 +214,14 @@ class PathObject:
         self.children: list[PathObject] = []
 
     # metadata --------------------------------------------------------------------------------
-    def getMetadata(self) -> MetadataMap:
+    def _metadata_map(self) -> MetadataMap:
         if self._metadata is None:
             self._metadata = MetadataMap()
         return self._metadata
 
     def __getattr__(self, name: str) -> Any:
+        if name == "getMetadata" and self._world.version >= (0, 5):
+            return self._metadata_map
         if name == "hasMetadata" and self._world.version >= (0, 6):
             return lambda: self._metadata is not None and len(self._metadata) > 0
         raise AttributeError(f"{type(self).__name__!r} (QuPath {self._world.version_text}) "
@@ -294,10 +297,10 @@ class PathDetectionObject(PathObject):
     def isDetection(self) -> bool:
         return True
 
-    def getMetadata(self) -> MetadataMap:
+    def _metadata_map(self) -> MetadataMap:
         if self._world.version[:2] == (0, 5):
             return UnmodifiableMap(self._metadata or {})
-        return super().getMetadata()
+        return super()._metadata_map()
 
 
 class PathTileObject(PathDetectionObject):
@@ -430,7 +433,7 @@ def object_to_feature(obj: PathObject, version: Version) -> dict:
     if obj.measurements:
         props["measurements"] = {k: _num(v) for k, v in obj.measurements.items()}
     meta = obj._metadata  # what getMetadata() reads, without creating a map
-    if meta:
+    if meta and version >= (0, 5):  # v0.4.3 writes metadata of TMA cores (MetadataStore) only
         props["metadata"] = dict(meta)
     return {"type": "Feature", "id": obj.id, "geometry": mapping(geom), "properties": props}
 
@@ -450,7 +453,9 @@ def feature_to_object(world: JavaWorld, feat: dict) -> PathObject:
 
     Metadata are copied with ``pathObject.getMetadata().put(...)`` inside a ``try``
     that catches ``UnsupportedOperationException`` and only logs "Exception setting
-    metadata values": so on v0.5 a detection's metadata are silently dropped.
+    metadata values": so on v0.5 a detection's metadata are silently dropped. v0.4.3
+    keeps metadata only on ``MetadataStore`` objects (TMA cores): annotations' and
+    detections' metadata are dropped without a word.
     """
     props = feat.get("properties") or {}
     otype = props.get("objectType") or "annotation"
@@ -481,7 +486,7 @@ def feature_to_object(world: JavaWorld, feat: dict) -> PathObject:
         obj.color = tuple(props["color"])
     obj.locked = bool(props.get("isLocked", False))
     meta = props.get("metadata")
-    if meta:
+    if meta and world.version >= (0, 5):
         try:
             for k, v in meta.items():
                 if not isinstance(v, dict | list):

@@ -1,7 +1,7 @@
 """How MagniPath recognises its own objects in a QuPath project (docs/qupath.md, "Marker").
 
-Marked ``qupath``: run against the 0.5-like and 0.6-like QuPath doubles and, where
-paquo finds it, real QuPath. The others need no QuPath.
+Marked ``qupath``: run against the 0.4-like (where it applies), 0.5-like and 0.6-like
+QuPath doubles and, where paquo finds it, real QuPath. The others need no QuPath.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from qupath_bridge.geojson import write_geojson
 from qupath_bridge.objects import QuPathObject
 
 ALL_TYPES = ("annotation", "detection", "tile", "cell")
+EVERY_VERSION = pytest.mark.qupath(flavours=("0.4", "0.5", "0.6"))
 
 
 def _uid(name: str) -> str:
@@ -73,7 +74,7 @@ def _same_user_objects(before: dict, after: dict) -> None:
         assert o.geometry.equals(u.geometry)
 
 
-@pytest.mark.qupath
+@EVERY_VERSION
 @pytest.mark.parametrize("as_type", ["detection", "annotation"])
 def test_predictions_are_marked_and_replaced_on_every_version(project, as_type):
     """Detections and annotations: QuPath 0.5 refuses metadata on detections, the marker
@@ -104,7 +105,7 @@ def test_predictions_are_marked_and_replaced_on_every_version(project, as_type):
     assert pf.read_record(project.parent, eid) == frozenset(ours)
 
 
-@pytest.mark.qupath
+@EVERY_VERSION
 def test_marker_survives_qupath_geojson_export_and_import(project, tmp_path, make_slide):
     """A user exports MagniPath's detections with QuPath's own GeoJSON writer and imports
     them with QuPath's own reader into another project (no MagniPath record there): they
@@ -161,7 +162,7 @@ def test_objects_of_the_earlier_metadata_marker_are_still_replaced(tmp_path, mak
     _same_user_objects(users, users_after)
 
 
-@pytest.mark.qupath
+@EVERY_VERSION
 def test_a_user_object_with_a_predictions_uuid_is_never_touched(project):
     """A prediction whose UUID a user object already has gets a new UUID (the record
     names MagniPath's objects only), so no later write removes the user's object."""

@@ -31,13 +31,20 @@ def _read(ns, tmp_path, feats):
     return list(ns.PathIO.readObjects(ns.File(str(f))))
 
 
-@pytest.mark.parametrize("flavour", ["0.5", "0.6"])
+@pytest.mark.parametrize("flavour", ["0.4", "0.5", "0.6"])
 def test_detection_metadata(flavour, tmp_path, caplog):
     ns = namespace(flavour)
     with caplog.at_level(logging.WARNING, "qupath.double"):
         det, ann = _read(ns, tmp_path, [_feature("detection", metadata={"k": "v"}),
                                         _feature("annotation", metadata={"k": "v"})])
-    assert ann.getMetadata().get("k") == "v"  # annotations keep metadata on both
+    if flavour == "0.4":  # getMetadata() protected; GeoJSON metadata only for TMA cores
+        assert getattr(det, "getMetadata", None) is None
+        assert getattr(ann, "getMetadata", None) is None
+        assert "metadata" not in json.loads(str(ns.GsonTools.getInstance().toJson([ann])))[0][
+            "properties"]
+        assert det.getMeasurementList().get("x") != det.getMeasurementList().get("x")  # NaN
+        return
+    assert ann.getMetadata().get("k") == "v"  # annotations keep metadata from 0.5
     if flavour == "0.5":  # PathDetectionObject.getMetadata(): unmodifiable since v0.5.0
         assert det.getMetadata().get("k") is None
         assert "Exception setting metadata values" in caplog.text
