@@ -11,6 +11,8 @@ TIFF), ``.truth`` / ``.partial`` / ``.mitoses`` (QuPath GeoJSON, level-0 px),
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import magnipath._napari  # noqa: F401 - hides triton from torch in this process (see its docstring)
@@ -63,11 +65,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parameterise every test marked ``qupath`` over the QuPath flavours (``qupath_flavour``).
 
     ``@pytest.mark.qupath(flavours=("0.4", "0.5", "0.6"))`` chooses the doubles (default
-    0.5 and 0.6; the 0.4-like double is opt-in).
+    0.5 and 0.6, or ``MAGNIPATH_QUPATH_DOUBLES=0.4,0.5,0.6``; the 0.4-like double is opt-in).
     """
     marker = metafunc.definition.get_closest_marker("qupath")
     if marker is not None and "qupath_flavour" in metafunc.fixturenames:
-        flavours = tuple(marker.kwargs.get("flavours", ("0.5", "0.6")))
+        default = tuple(f for f in os.environ.get("MAGNIPATH_QUPATH_DOUBLES", "0.5,0.6")
+                        .split(",") if f)
+        flavours = tuple(marker.kwargs.get("flavours", default))
         metafunc.parametrize("qupath_flavour", _qupath_params(flavours), indirect=True)
 
 

@@ -286,7 +286,7 @@ def test_create_project_and_read_images_and_annotations(qp_project):
 
 @pytest.mark.qupath
 def test_write_predictions_replaces_only_ours(qp_project):
-    from qupath_bridge.project import MARK_KEY, Project
+    from qupath_bridge.project import Project
 
     all_types = ("annotation", "detection", "tile", "cell")
     with Project(qp_project, "r") as p:
@@ -300,14 +300,14 @@ def test_write_predictions_replaces_only_ours(qp_project):
     with Project(qp_project, "r") as p:  # what is on disk
         objs = p.read_objects(0, types=all_types)
         assert dict(p.path_classes)["Necrotic"] == (10, 20, 30)
-    ours = [o for o in objs if MARK_KEY in o.metadata]
+    ours = [o for o in objs if pf.is_prediction(o)]
     assert sorted(o.name for o in ours) == ["p0", "p1"]
     assert {o.object_type for o in ours} == {"annotation"}
     assert {o.classification for o in ours} == {"Necrotic"}
     p1 = next(o for o in ours if o.name == "p1")
     assert p1.measurements["Area µm^2"] == pytest.approx(376.0)
     assert p1.geometry.equals(box(50, 600, 80, 650))
-    others = _by_id([o for o in objs if MARK_KEY not in o.metadata])
+    others = _by_id([o for o in objs if not pf.is_prediction(o)])
     assert set(others) == set(users)  # every user object is still there, unchanged
     for oid, u in users.items():
         o = others[oid]
@@ -382,12 +382,12 @@ def test_remap_paths_after_the_slides_moved(qp_project, tmp_path):
 
 @pytest.mark.qupath
 def test_backup_before_each_write_and_restore(qp_project):
-    from qupath_bridge.project import MARK_KEY, Project
+    from qupath_bridge.project import Project
 
     first, second = _predictions(2), _predictions(3, cls="Necrotic")
 
     def our_ids(p: Project) -> set[str]:
-        return {o.id for o in p.read_objects(0) if MARK_KEY in o.metadata}
+        return {o.id for o in p.read_objects(0) if pf.is_prediction(o)}
 
     with Project(qp_project, "r+") as p:
         r1 = p.write_predictions(0, first)
