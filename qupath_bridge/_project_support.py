@@ -3,16 +3,17 @@
 * :class:`ImageInfo`, and finding an image by name, id, file name or index,
 * where MagniPath keeps its files inside a QuPath project folder (shared with the
   Groovy scripts in ``qupath_bridge/groovy/``) and image names -> file names,
-* moved-slide path remapping rules,
-* backups of an image's ``data/<id>/`` folder and their restore.
+* moved-slide path remapping rules.
+
+Backups of an image's ``data/<id>/`` folder: :mod:`qupath_bridge._backups`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
@@ -26,11 +27,14 @@ MAGNIPATH_DIR = "magnipath"
 ANNOTATIONS_DIR = "annotations"
 PREDICTIONS_DIR = "predictions"
 BACKUPS_DIR = "backups"
-KEEP_BACKUPS = 5
-"""Backups kept per image; older ones are deleted when a new one is made."""
+OBJECTS_DIR = "objects"
+MARK_MEASUREMENT = "MagniPath prediction"
+"""Measurement (value 1) on every object MagniPath writes: its mark on every QuPath
+version (0.4-0.6) and object type; measurements survive QuPath's GeoJSON export and
+import and a project save/reload (detections' metadata do not on QuPath 0.5)."""
 MARK_KEY = "magnipath"
-"""Object metadata key marking the objects MagniPath wrote (QuPath 0.5 and 0.6 persist
-object metadata in ``.qpdata`` and in GeoJSON ``properties.metadata``)."""
+"""Object metadata key of the earlier mark (``magnipath = prediction``): still
+recognised, and still written on annotations (QuPath 0.5+ keeps it there)."""
 MARK_VALUE = "prediction"
 
 PathMapping = (Mapping[str | os.PathLike, str | os.PathLike]
@@ -145,9 +149,52 @@ def pick_image(images: Sequence[tuple[str, str, str | None]], image: str | int,
     return found[0]
 
 
-def is_prediction(obj: QuPathObject) -> bool:
-    """Whether ``obj`` carries MagniPath's mark (object metadata ``magnipath``)."""
-    return MARK_KEY in obj.metadata
+def is_prediction(obj: QuPathObject, ids: Collection[str] = ()) -> bool:
+    """Whether ``obj`` is one of MagniPath's objects.
+
+    It is when its UUID is in ``ids`` (the image's record, :func:`read_record`), it
+    carries the measurement :data:`MARK_MEASUREMENT`, or the earlier metadata mark
+    ``magnipath`` (projects written before the measurement).
+    """
+    return (obj.id in ids or MARK_MEASUREMENT in obj.measurements
+            or MARK_KEY in obj.metadata)
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-image record of the objects MagniPath wrote
+def record_file(project_dir: str | os.PathLike, entry_id: str) -> Path:
+    """``<project>/magnipath/objects/<entry id>.json``: UUIDs of MagniPath's last write."""
+    return Path(project_dir) / MAGNIPATH_DIR / OBJECTS_DIR / f"{entry_id}.json"
+
+
+def read_record(project_dir: str | os.PathLike, entry_id: str) -> frozenset[str]:
+    """The UUIDs MagniPath last wrote into an image (empty when there is no readable record:
+    the measurement and metadata marks still identify its objects)."""
+    path = record_file(project_dir, entry_id)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return frozenset(str(i) for i in data["ids"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return frozenset()
+
+
+def write_record(project_dir: str | os.PathLike, entry_id: str, image_name: str,
+                 ids: Iterable[str]) -> Path:
+    """Replace the image's record (temporary file, then rename; mode ``0666 & ~umask``)."""
+    path = record_file(project_dir, entry_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"format": "magnipath-objects/1", "image": image_name, "entry_id": str(entry_id),
+            "written": datetime.now().isoformat(timespec="seconds"), "ids": sorted(ids)}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(body, f)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise QuPathBridgeError(f"cannot write MagniPath's object record {path} ({e})") from e
+    return path
 
 
 def uri_to_path(uri: str | None) -> str | None:
@@ -197,77 +244,3 @@ def remap_path(old: str, mapping: PathMapping) -> str | None:
             rel = old_p.relative_to(key_p)
             best = (len(key_p.parts), str(_pure(value).joinpath(*rel.parts)))
     return None if best is None else best[1]
-
-
-# ---------------------------------------------------------------------------------------------
-# backups of data/<id>/
-def backups_dir(project_dir: str | os.PathLike, entry_id: str) -> Path:
-    """``<project>/magnipath/backups/<entry id>/``: one sub-folder per backup, oldest first."""
-    return Path(project_dir) / MAGNIPATH_DIR / BACKUPS_DIR / str(entry_id)
-
-
-def list_backups(project_dir: str | os.PathLike, entry_id: str) -> list[Path]:
-    """Backups of one image, oldest first (names are sortable timestamps)."""
-    d = backups_dir(project_dir, entry_id)
-    if not d.is_dir():
-        return []
-    return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def make_backup(data_dir: str | os.PathLike, project_dir: str | os.PathLike, entry_id: str,
-                *, keep: int = KEEP_BACKUPS) -> Path:
-    """Copy an image's data folder (``data/<id>/``) into a new backup folder; return it.
-
-    A missing data folder gives an empty backup (restoring it removes the image's
-    data, as it was). Only the newest ``keep`` backups of the image are kept.
-    """
-    data_dir = Path(data_dir)
-    root = backups_dir(project_dir, entry_id)
-    root.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    final = root / stamp
-    n = 1
-    while final.exists():
-        final, n = root / f"{stamp}-{n}", n + 1
-    tmp = root / f".{final.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        if data_dir.is_dir():
-            shutil.copytree(data_dir, tmp)
-        else:
-            tmp.mkdir()
-        os.replace(tmp, final)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise QuPathBridgeError(f"cannot back up {data_dir} to {final} ({e}); nothing was "
-                                "written") from e
-    for old in list_backups(project_dir, entry_id)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def restore_data_dir(backup: str | os.PathLike, data_dir: str | os.PathLike) -> None:
-    """Replace ``data_dir`` by a copy of ``backup`` (the backup itself is kept).
-
-    The copy is made next to ``data_dir`` first and swapped in by renames, so an
-    interrupted restore leaves either the old or the restored folder in place.
-    """
-    backup, data_dir = Path(backup), Path(data_dir)
-    if not backup.is_dir():
-        raise QuPathBridgeError(f"backup {backup} does not exist")
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_new = data_dir.with_name(f".{data_dir.name}.magnipath-restore")
-    tmp_old = data_dir.with_name(f".{data_dir.name}.magnipath-old")
-    for t in (tmp_new, tmp_old):
-        shutil.rmtree(t, ignore_errors=True)
-    try:
-        shutil.copytree(backup, tmp_new)
-        if data_dir.exists():
-            os.replace(data_dir, tmp_old)
-        os.replace(tmp_new, data_dir)
-    except OSError as e:
-        if not data_dir.exists() and tmp_old.exists():
-            os.replace(tmp_old, data_dir)
-        shutil.rmtree(tmp_new, ignore_errors=True)
-        raise QuPathBridgeError(f"cannot restore {data_dir} from {backup} ({e})") from e
-    shutil.rmtree(tmp_old, ignore_errors=True)

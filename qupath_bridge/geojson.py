@@ -52,6 +52,7 @@ from qupath_bridge._features import (
     merge_duplicate_keys,
 )
 from qupath_bridge._geometry import GEOMETRY_TYPES, geometry_json, repair_geometry
+from qupath_bridge._perms import default_file_mode
 from qupath_bridge.errors import QuPathBridgeError
 from qupath_bridge.objects import QuPathObject
 
@@ -260,6 +261,8 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp's 0600 would stay after the rename
+            os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

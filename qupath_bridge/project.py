@@ -14,8 +14,11 @@ and UUIDs are converted by QuPath itself, the same way in QuPath 0.5 and 0.6.
 
 Coordinates are level-0 pixels of the image (QuPath's frame) everywhere.
 
-MagniPath marks the objects it writes with the object metadata entry
-``magnipath = prediction``; a re-run removes only objects with that entry. Before
+MagniPath marks the objects it writes with the measurement ``MagniPath
+prediction`` (= 1; annotations also with the metadata entry ``magnipath =
+prediction``) and records their UUIDs in ``<project>/magnipath/objects/<entry
+id>.json``; a re-run removes only objects so marked or recorded (and objects with
+the earlier metadata mark), see docs/qupath.md. Before
 writing an image's data it copies the image's ``data/<id>/`` folder to
 ``<project>/magnipath/backups/<id>/<timestamp>/`` (:meth:`Project.restore_backup`
 puts it back).
@@ -27,13 +30,14 @@ import contextlib
 import copy
 import functools
 import shutil
-import tempfile
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Literal, ParamSpec, TypeVar
 
+from qupath_bridge import _backups, _integrity, _jvm, _repair, _safe_write
 from qupath_bridge import _project_support as pf
 from qupath_bridge._project_support import (
     ImageInfo,
@@ -45,12 +49,14 @@ from qupath_bridge.errors import QuPathBridgeError
 from qupath_bridge.geojson import loads_geojson, read_geojson, write_geojson
 from qupath_bridge.objects import OBJECT_TYPES, QuPathObject
 
-__all__ = ["MARK_KEY", "ImageInfo", "Project", "QuPathUnavailable", "annotation_file",
-           "create_project", "prediction_file", "qupath_available", "safe_file_name"]
+__all__ = ["MARK_KEY", "MARK_MEASUREMENT", "ImageInfo", "Project", "QuPathUnavailable",
+           "annotation_file", "create_project", "prediction_file", "qupath_available",
+           "safe_file_name"]
 
 Mode = Literal["r", "r+", "x"]
 MARK_KEY = pf.MARK_KEY
 MARK_VALUE = pf.MARK_VALUE
+MARK_MEASUREMENT = pf.MARK_MEASUREMENT
 
 
 class QuPathUnavailable(QuPathBridgeError):
@@ -117,7 +123,9 @@ def _java() -> SimpleNamespace:
     ok, reason = qupath_available()
     if not ok:
         raise QuPathUnavailable(_unavailable_message(reason))
-    try:  # importing paquo.java starts the JVM
+    try:  # importing paquo.java starts the JVM (issue 17: -Xrs, no hs_err in the cwd, Ctrl-C held)
+        with _jvm.starting_jvm():
+            import paquo.java  # noqa: F401
         from paquo._logging import redirect
         from paquo.classes import QuPathPathClass
         from paquo.images import ImageProvider, QuPathImageType
@@ -185,14 +193,29 @@ def _quiet(func: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 # -- version quirks: the only place that knows QuPath versions differ ---------------------------
-def _is_marked(java_obj: Any, key: Any) -> bool:
-    """Whether a Java PathObject carries MagniPath's metadata mark."""
+def _has_metadata_mark(java_obj: Any, key: Any) -> bool:
+    """Whether a Java PathObject carries the earlier metadata mark ``magnipath``."""
     # QuPath 0.6 adds hasMetadata(); there getMetadata() would create an empty map on every
-    # object we merely look at. QuPath 0.5 has no hasMetadata() and getMetadata() is harmless.
+    # object we merely look at. QuPath 0.5 has no hasMetadata() and getMetadata() is harmless
+    # (read-only on detections, which is fine for reading). QuPath 0.4 has no public
+    # getMetadata(): no object there carries this mark.
     has_metadata = getattr(java_obj, "hasMetadata", None)
     if has_metadata is not None and not has_metadata():
         return False
-    return java_obj.getMetadata().get(key) is not None
+    get_metadata = getattr(java_obj, "getMetadata", None)
+    if get_metadata is None:
+        return False
+    return get_metadata().get(key) is not None
+
+
+def _is_ours(java_obj: Any, record: frozenset[str], key: Any) -> bool:
+    """Whether a Java PathObject is MagniPath's: its UUID is in the image's record, it has
+    the measurement ``MagniPath prediction`` (QuPath 0.4-0.6), or the metadata mark."""
+    if record and str(java_obj.getID()) in record:
+        return True
+    if java_obj.hasMeasurements() and java_obj.getMeasurementList().containsKey(MARK_MEASUREMENT):
+        return True
+    return _has_metadata_mark(java_obj, key)
 
 
 def _entry_uri(entry: Any) -> str | None:
@@ -260,6 +283,22 @@ class Project:
             if mode == "x":
                 self._qp.save(images=False)  # so QuPath can open it even while it is empty
         self._closed = False
+        # issue 17: every image's data file checked on opening (header and end marker)
+        self._damaged = {} if mode == "x" else {
+            eid: (img, st) for eid, (img, st) in _integrity.check_project(self._file).items()
+            if not st.ok}
+
+    @property
+    def damaged_images(self) -> list[dict]:
+        """Images whose data file was broken when the project was opened.
+
+        Each: ``image``, ``id``, ``status``, ``reason`` and ``message`` (one paragraph:
+        what is wrong and to run ``magnipath qupath repair PROJECT``). Reading such an
+        image raises that message; writing it (``"r+"``) repairs it first.
+        """
+        return [{"image": img, "id": eid, "status": st.status, "reason": st.data.reason,
+                 "message": _integrity.problem_message(self._file, img, st)}
+                for eid, (img, st) in self._damaged.items()]
 
     # -- file-like ----------------------------------------------------------------------------
     def __enter__(self) -> Project:
@@ -411,7 +450,7 @@ class Project:
         include_points : bool
             Also return point annotations (Point / MultiPoint geometries).
         include_predictions : bool
-            Also return objects MagniPath wrote (see :data:`MARK_KEY`).
+            Also return objects MagniPath wrote (see :func:`_project_support.is_prediction`).
 
         Returns
         -------
@@ -425,6 +464,8 @@ class Project:
             raise QuPathBridgeError(f"object types {sorted(wanted)} are not among {OBJECT_TYPES}")
         entry = self._entry(image)
         name = str(entry.image_name)
+        # issue 17: QuPath's readHierarchy loops for ever on a truncated file: check it first
+        _integrity.require_good(self._file, name, Path(str(entry.entry_path)))
         with _qupath_call(f"cannot read the objects of image {name!r} in {self._file}") as j:
             hierarchy = entry.java_object.readHierarchy()
             selected = j.ArrayList()
@@ -434,17 +475,22 @@ class Project:
                 selected.addAll(hierarchy.getDetectionObjects())
             text = str(j.GsonTools.getInstance().toJson(selected))
         objects = loads_geojson(text, source=f"{self._file} [{name}]")
+        record = pf.read_record(self.folder, str(entry.entry_id))
         return [o for o in objects if o.object_type in wanted
                 and (include_points or not _is_point(o))
-                and (include_predictions or not pf.is_prediction(o))]
+                and (include_predictions or not pf.is_prediction(o, record))]
 
     @_quiet
     def write_predictions(self, image: str | int, objects: Iterable[QuPathObject], *,
                           as_type: Literal["annotation", "detection"] = "annotation") -> dict:
         """Replace MagniPath's previous objects of one image by ``objects``.
 
-        Only objects carrying MagniPath's mark (object metadata ``magnipath``) are
-        removed; every other object stays as it was. Missing path classes are
+        Only MagniPath's objects are removed (UUID in the image's record
+        ``magnipath/objects/<entry id>.json``, or the measurement ``MagniPath
+        prediction``, or the earlier metadata mark ``magnipath``); every other object
+        stays as it was. The new objects get the measurement (every QuPath version,
+        annotations and detections), annotations also the metadata mark, and their
+        UUIDs are recorded. Missing path classes are
         added to the project with their colours. The image's data folder is backed
         up first (:meth:`restore_backup`); if writing fails it is restored.
 
@@ -473,8 +519,12 @@ class Project:
                                         "not a QuPathObject")
         entry = self._entry(image)
         colors = dict(self.path_classes)
+        # detections: no metadata mark (QuPath 0.5 keeps no metadata on detections and logs a
+        # warning for each one); the measurement and the record mark them on every version
+        meta = {MARK_KEY: MARK_VALUE} if as_type == "annotation" else {}
         marked = [replace(o, object_type=as_type, class_color=o.class_color or colors.get(
-            o.classification or ""), metadata={**o.metadata, MARK_KEY: MARK_VALUE}) for o in objs]
+            o.classification or ""), metadata={**o.metadata, **meta},
+            measurements={**o.measurements, MARK_MEASUREMENT: 1.0}) for o in objs]
         return {"image": str(entry.image_name), "as_type": as_type,
                 **self._write_objects(entry, marked, replace_marked=True)}
 
@@ -488,40 +538,51 @@ class Project:
                 "save the image's data; point the project to the new place first with "
                 "Project.remap_paths({old folder: new folder})")
         data_dir = Path(str(entry.entry_path))
-        saved_backup = pf.make_backup(data_dir, self.folder, entry.entry_id)
         stats: dict[str, int] = {}
-        touched = False
-        try:
-            with tempfile.TemporaryDirectory(prefix="magnipath-qupath-") as tmp:
-                geojson = write_geojson(objects, Path(tmp) / "objects.geojson", stats=stats)
-                with _qupath_call(f"cannot write objects into image {name!r} of {self._file}") as j:
-                    new = j.PathIO.readObjects(j.File(str(geojson)))
-                    key = j.String(MARK_KEY)
-                    if replace_marked:
-                        for o in new:
-                            o.getMetadata().put(key, j.String(MARK_VALUE))
-                    image_data = entry.java_object.readImageData()
-                    hierarchy = image_data.getHierarchy()
-                    old = j.ArrayList()
-                    if replace_marked:
-                        for o in hierarchy.getAllObjects(False):
-                            if _is_marked(o, key):
-                                old.add(o)
-                    if old.size():
-                        hierarchy.removeObjects(old, True)  # children (user objects) are kept
-                    hierarchy.addObjects(new)
-                    touched = True
-                    try:
-                        entry.java_object.saveImageData(image_data)
-                    finally:
-                        with contextlib.suppress(Exception):
-                            image_data.getServer().close()  # release the slide file
-                    created = self._add_path_classes(new)
-                    self._qp.save(images=False)
-        except BaseException:
-            if touched:
-                pf.restore_data_dir(saved_backup, data_dir)
-            raise
+        # issue 17: signals held, image repaired + checked, validated backup, run folder
+        eid = str(entry.entry_id)
+        record = pf.read_record(self.folder, eid)  # issue 13: UUIDs of MagniPath's last write
+        what = f"cannot write objects into image {name!r} of {self._file}"
+        with _safe_write.guarded_write(self._file, eid, name, data_dir) as guard:
+            saved_backup, tmp = guard.backup.path, guard.tmp
+            with _qupath_call(what) as j:
+                image_data = entry.java_object.readImageData()
+                hierarchy = image_data.getHierarchy()
+                key = j.String(MARK_KEY)
+
+                def is_user(o: Any) -> bool:
+                    return not _is_ours(o, record, key)
+
+                kept_ids = {str(o.getID()) for o in hierarchy.getAllObjects(False)
+                            if is_user(o)}
+            # a UUID of an object we keep is never reused: the record must name ours only
+            objects = [replace(o, id=str(uuid.uuid4())) if o.id in kept_ids else o
+                       for o in objects]
+            geojson = write_geojson(objects, Path(tmp) / "objects.geojson", stats=stats)
+            with _qupath_call(what) as j:
+                new = j.PathIO.readObjects(j.File(str(geojson)))
+                user_before = _safe_write.user_objects(j, hierarchy.getAllObjects(False),
+                                                       is_user)
+                old = j.ArrayList()
+                if replace_marked:
+                    for o in hierarchy.getAllObjects(False):
+                        if not is_user(o):
+                            old.add(o)
+                if old.size():
+                    hierarchy.removeObjects(old, True)  # children (user objects) are kept
+                hierarchy.addObjects(new)
+                try:  # issue 17: staged file, validated, renamed over data.qpdata
+                    _safe_write.save_image_data(
+                        j, image_data, data_dir, is_user=is_user,
+                        user_before=user_before if replace_marked else None)
+                finally:
+                    with contextlib.suppress(Exception):
+                        image_data.getServer().close()  # release the slide file
+                created = self._add_path_classes(new)
+                self._qp.save(images=False)
+                new_ids = [str(o.getID()) for o in new]
+            if replace_marked:
+                pf.write_record(self.folder, eid, name, new_ids)
         return {"removed": int(old.size()), "added": int(new.size()),
                 "dropped_empty": stats.get("dropped_empty", 0),
                 "repaired": stats.get("repaired", 0), "created_classes": created,
@@ -542,10 +603,15 @@ class Project:
 
     # -- backups ------------------------------------------------------------------------------
     @_quiet
-    def list_backups(self, image: str | int) -> list[Path]:
-        """MagniPath's backups of one image's data folder, oldest first."""
+    def list_backups(self, image: str | int, *, good_only: bool = False) -> list[Path]:
+        """MagniPath's backups of one image's data folder, oldest first.
+
+        ``good_only``: only backups whose data file validated (see ``magnipath qupath
+        backups PROJECT`` for each backup's record).
+        """
         self._check()
-        return pf.list_backups(self.folder, self._entry(image).entry_id)
+        return [b.path for b in _backups.list_backups(self.folder, self._entry(image).entry_id)
+                if b.good or not good_only]
 
     @_quiet
     def restore_backup(self, image: str | int, backup: str | Path | None = None) -> Path:
@@ -559,7 +625,8 @@ class Project:
         image : str or int
             Image name, entry id, slide file name or index.
         backup : path, optional
-            A folder from :meth:`list_backups`; default: the newest.
+            A folder from :meth:`list_backups` (or its name); default: the newest
+            GOOD one (its data file validated), never a broken state.
 
         Returns
         -------
@@ -568,15 +635,10 @@ class Project:
         """
         self._check("restore a backup")
         entry = self._entry(image)
-        backups = pf.list_backups(self.folder, entry.entry_id)
-        if backup is None and not backups:
-            raise QuPathBridgeError(f"image {entry.image_name!r} of {self._file} has no MagniPath "
-                                    f"backup in {pf.backups_dir(self.folder, entry.entry_id)}")
-        chosen = Path(backup) if backup is not None else backups[-1]
-        data_dir = Path(str(entry.entry_path))
-        pf.make_backup(data_dir, self.folder, entry.entry_id, keep=0)  # keeps `chosen` too
-        pf.restore_data_dir(chosen, data_dir)
-        return chosen
+        with _jvm.deferred_signals("the restore"):
+            done = _repair.restore_image(self._file, str(entry.entry_id),
+                                         None if backup is None else str(backup))
+        return Path(done["restored_path"])
 
     # -- adding slides ------------------------------------------------------------------------
     @_quiet

@@ -22,3 +22,25 @@ def test_atomic_file_replaces(tmp_path):
     atomic_write_text(p, "new")
     assert p.read_text() == "new"
     assert [q.name for q in tmp_path.iterdir()] == ["x.json"]
+
+
+@pytest.fixture
+def umask_027():
+    """Run with umask 027 (group may read, others nothing), then restore the old one."""
+    import os
+
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+def test_atomic_results_get_the_umask_mode_not_tempfiles_private_one(tmp_path, umask_027):
+    """A file: 0666 & ~027 = 0640; a folder: 0777 & ~027 = 0750 (not 0600 / 0700)."""
+    import stat
+
+    f = atomic_write_text(tmp_path / "a.txt", "x")
+    assert stat.S_IMODE(f.stat().st_mode) == 0o640
+    with atomic_path(tmp_path / "d", is_dir=True) as tmp:
+        (tmp / "inner.txt").write_text("y")
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o750
+    assert stat.S_IMODE((tmp_path / "d" / "inner.txt").stat().st_mode) == 0o640

@@ -9,15 +9,23 @@
  *
  * Reads <project>/magnipath/predictions/<image name>.geojson (QuPath GeoJSON, level-0
  * pixels; same file-name rule as the export script). Images without such a file are
- * left alone. The objects MagniPath imported before (object metadata "magnipath") are
- * removed first; every other object stays as it was (children of removed objects are
- * kept). New objects are marked with metadata magnipath=prediction, so the next run
- * replaces them again. To keep a prediction for good, remove its mark, e.g. with
- * getSelectedObject().getMetadata().remove("magnipath").
+ * left alone. MagniPath's earlier objects are removed first: those whose UUID is listed
+ * in <project>/magnipath/objects/<entry id>.json, those with the measurement
+ * "MagniPath prediction", and those with the object metadata "magnipath" (earlier
+ * versions); every other object stays as it was (children of removed objects are kept).
+ * New objects get the measurement "MagniPath prediction" = 1 (annotations also the
+ * metadata magnipath=prediction; QuPath 0.5 keeps no metadata on detections) and their
+ * UUIDs are recorded, so the next run replaces them again. To keep a prediction for
+ * good: duplicate it (Objects > Duplicate...), then remove the copy's measurement
+ * "MagniPath prediction" (and its metadata "magnipath").
  *
- * Written for QuPath 0.5 and 0.6.
+ * Written for QuPath 0.4, 0.5 and 0.6.
  */
 
+import java.nio.file.Files
+import java.nio.file.StandardCopyOption
+import java.time.LocalDateTime
+import qupath.lib.io.GsonTools
 import qupath.lib.io.PathIO
 import qupath.lib.objects.PathObjects
 
@@ -25,13 +33,29 @@ import qupath.lib.objects.PathObjects
 String FORCE_TYPE = null          // null: keep the file's objectType; or "annotation" / "detection"
 String MARK_KEY = "magnipath"
 String MARK_VALUE = "prediction"
+String MARK_MEASUREMENT = "MagniPath prediction"
 // -------------------------------------------------------------------------------------
 
-def isMagniPath = { obj ->
-    // QuPath 0.6: hasMetadata() avoids creating empty metadata maps; 0.5 lacks it
-    if (obj.metaClass.respondsTo(obj, "hasMetadata") && !obj.hasMetadata())
+def hasMetadataMark = { obj ->
+    // QuPath 0.6: hasMetadata() avoids creating empty metadata maps; 0.5 lacks it;
+    // 0.4 has no public getMetadata() (no object carries the metadata mark there)
+    try {
+        if (obj.metaClass.respondsTo(obj, "hasMetadata") && !obj.hasMetadata())
+            return false
+        return obj.getMetadata().get(MARK_KEY) != null
+    } catch (Exception e) {
         return false
-    return obj.getMetadata().get(MARK_KEY) != null
+    }
+}
+
+def putMetadata = { obj, key, value ->
+    // detections' metadata are read-only on QuPath 0.5 (UnsupportedOperationException)
+    try {
+        obj.getMetadata().put(key, value)
+        return true
+    } catch (Exception e) {
+        return false
+    }
 }
 
 def convert = { obj ->
@@ -45,7 +69,11 @@ def convert = { obj ->
             PathObjects.createAnnotationObject(obj.getROI(), obj.getPathClass(), measurements)
     copy.setName(obj.getName())
     copy.setColor(obj.getColor())
-    obj.getMetadata().each { k, v -> copy.getMetadata().put(k, v) }
+    try {
+        obj.getMetadata().each { k, v -> putMetadata(copy, k, v) }
+    } catch (Exception e) {
+        // QuPath 0.4: no public metadata
+    }
     return copy
 }
 
@@ -63,13 +91,51 @@ if (!file.isFile()) {
     return
 }
 
-def objects = PathIO.readObjects(file).collect { convert(it) }
-objects.each { it.getMetadata().put(MARK_KEY, MARK_VALUE) }
+// the UUIDs of MagniPath's last write into this image (absent or unreadable: none)
+def entryId = getProjectEntry().getID()
+def recordFile = new File(buildFilePath(PROJECT_BASE_DIR, "magnipath", "objects", entryId + ".json"))
+def recordIds = [] as Set
+if (recordFile.isFile()) {
+    try {
+        def ids = GsonTools.getInstance().fromJson(recordFile.getText("UTF-8"), Map.class)?.get("ids") ?: []
+        recordIds = ids.collect { it.toString() } as Set
+    } catch (Exception e) {
+        println "MagniPath: cannot read ${recordFile} (${e}); using the marks only"
+    }
+}
+def isMagniPath = { obj ->
+    recordIds.contains(obj.getID().toString()) ||
+            (obj.hasMeasurements() && obj.getMeasurementList().containsKey(MARK_MEASUREMENT)) ||
+            hasMetadataMark(obj)
+}
 
 def hierarchy = getCurrentHierarchy()
 def previous = hierarchy.getAllObjects(false).findAll { isMagniPath(it) }
+def kept = hierarchy.getAllObjects(false).findAll { !isMagniPath(it) }
+def keptIds = kept.collect { it.getID().toString() } as Set
+
+def objects = PathIO.readObjects(file).collect { convert(it) }
+objects.each { obj ->
+    def ml = obj.getMeasurementList()
+    ml.put(MARK_MEASUREMENT, 1.0d)
+    ml.close()
+    if (obj.isAnnotation())
+        putMetadata(obj, MARK_KEY, MARK_VALUE)
+    if (keptIds.contains(obj.getID().toString()))
+        obj.refreshID()   // never reuse a UUID of an object that stays (the user's)
+}
+
 hierarchy.removeObjects(previous, true)   // true: keep their children (user objects)
 hierarchy.addObjects(objects)
 fireHierarchyUpdate()
+
+// record the new objects' UUIDs (temporary file, then rename)
+recordFile.getParentFile().mkdirs()
+def tmpRecord = new File(recordFile.getParentFile(), "." + recordFile.getName() + ".groovy.tmp")
+tmpRecord.setText(GsonTools.getInstance().toJson([
+        format  : "magnipath-objects/1", image: imageName, entry_id: entryId.toString(),
+        written : LocalDateTime.now().withNano(0).toString(),
+        ids     : objects.collect { it.getID().toString() }.sort()]), "UTF-8")
+Files.move(tmpRecord.toPath(), recordFile.toPath(), StandardCopyOption.REPLACE_EXISTING)
 println "MagniPath: '${imageName}': removed ${previous.size()} earlier MagniPath objects, " +
         "added ${objects.size()} from ${file}"

@@ -1,4 +1,9 @@
-"""Atomic writes: write to a temporary sibling, then rename into place."""
+"""Atomic writes: write to a temporary sibling, then rename into place.
+
+What lands at the final path has the mode a plain write would give it
+(files ``0666 & ~umask``, folders ``0777 & ~umask``), not the 0600 / 0700 of
+``tempfile``'s private temporary files and folders.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,10 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
     target = tmp if is_dir else tmp / final.name
     try:
         yield target
+        if is_dir:
+            os.chmod(target, 0o777 & ~_umask())
+        elif target.is_file() and not target.is_symlink():
+            os.chmod(target, 0o666 & ~_umask())
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         elif final.exists():
@@ -31,6 +40,20 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
         os.replace(target, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where ``/proc`` allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(final: str | os.PathLike, text: str) -> Path:

@@ -2,8 +2,9 @@
 
 Without QuPath (the common case on CI machines) the widget must say why and
 keep every control disabled, and the reader must decline the file. The tests
-marked ``qupath`` run the real round trip (create a project, load an image
-with its annotations, push predictions back) where paquo finds QuPath.
+marked ``qupath`` run the round trip (create a project, load an image with its
+annotations, push predictions back) against the QuPath test double (0.5-like
+and 0.6-like, tests/_qupath_double) and, where paquo finds it, real QuPath.
 """
 
 from __future__ import annotations
@@ -41,6 +42,24 @@ def test_disabled_with_the_reason_without_qupath(qupath, tmp_path):
     assert get_qpproj_reader(str(project)) is None  # the reader declines without QuPath
 
 
+def test_image_list_survives_reset_choices(qupath):
+    """No QuPath needed (magicgui only): "Load image" and napari's layer events call
+    ``reset_choices()``; the project's images must stay offered and the choice kept."""
+    from qupath_bridge.project import ImageInfo
+
+    _, widget = qupath
+    infos = [ImageInfo(name=n, id=str(i), uri=None, path=None, width=100, height=80, mpp=0.5,
+                       index=i, slide_found=False) for i, n in enumerate(["a.svs", "b.svs"])]
+    widget.set_images(infos)  # what "Open project" does with the listed images
+    widget.images.value = infos[1]
+    widget.reset_choices()  # what "Load image" does after adding its layers
+    assert list(widget.images.choices) == infos
+    assert widget.images.value == infos[1]
+    widget.set_images(infos[:1])  # another project: the list is replaced
+    widget.reset_choices()
+    assert list(widget.images.choices) == infos[:1]
+
+
 def test_reader_ignores_other_files(tmp_path):
     assert get_qpproj_reader(str(tmp_path / "slide.tif")) is None
     assert get_qpproj_reader([str(tmp_path / "a.qpproj"), str(tmp_path / "b.qpproj")]) is None
@@ -61,6 +80,7 @@ def test_load_image_and_push_predictions(qupath, qtbot, synthetic, tmp_path):
     run = widget.load_image()
     qtbot.waitUntil(lambda: run.done, timeout=120_000)
     assert run.error is None
+    assert len(widget.images.choices) == 1  # still offered after the layers were added
     image, shapes = widget.loaded[0], widget.loaded[1]
     assert isinstance(image, Image) and isinstance(shapes, Shapes)
     truth = [o for o in read_geojson(synthetic.truth) if o.geometry.geom_type != "Point"]

@@ -22,20 +22,6 @@ from magnipath.geometry import TileGeometry
 GLASS, TISSUE, DARK = 0, 1, 2
 _HERE = Path(__file__).resolve().parent
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip tests marked ``qupath`` here, with the reason, when no QuPath is installed."""
-    marked = [it for it in items if it.get_closest_marker("qupath") is not None
-              and _HERE in Path(str(it.path)).resolve().parents]
-    if not marked:
-        return
-    from qupath_bridge.project import qupath_available
-
-    ok, reason = qupath_available()
-    if not ok:
-        skip = pytest.mark.skip(reason=f"needs QuPath 0.5/0.6 (set PAQUO_QUPATH_DIR): {reason}")
-        for item in marked:
-            item.add_marker(skip)
 INTENSITY_CLASSES = ClassMap.from_names(["Background", "Tissue", "Dark"])
 """Classes of :class:`IntensityNet`: bright (>= 199.5), mid, dark (< 99.5) mean intensity."""
 

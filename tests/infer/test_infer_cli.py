@@ -102,6 +102,7 @@ def test_qupath_project_round_trip(infer_slide_file, tmp_path, tls_model, capsys
         ours = p.read_objects(name, types=("detection",))
         truth = p.read_objects(name, include_predictions=False)
     assert len(ours) == entry["n_objects"] and {o.classification for o in ours} == {"TLS"}
+    assert all(o.measurements["MagniPath prediction"] == 1.0 for o in ours)  # marked on 0.5 too
     assert len(truth) > 0 and not any(o.metadata.get("magnipath") for o in truth)
     code, ev, _ = _run(capsys, "evaluate", entry["store"], "--qupath-project", project,
                        "--image", name, "--json")

@@ -1,8 +1,8 @@
 """QuPath fixtures of the bridge tests.
 
-Tests marked ``qupath`` need a QuPath installation that paquo finds
-(``PAQUO_QUPATH_DIR``); without one they are skipped, with the reason. The check
-does not start Java and happens only when such tests were collected.
+Tests marked ``qupath`` run once per QuPath flavour: against the 0.5-like and
+0.6-like QuPath test doubles (tests/_qupath_double, everywhere) and against real
+QuPath where paquo finds one (``PAQUO_QUPATH_DIR``); see tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -15,20 +15,6 @@ import pytest
 
 _HERE = Path(__file__).resolve().parent
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    marked = [it for it in items if it.get_closest_marker("qupath") is not None
-              and _HERE in Path(str(it.path)).resolve().parents]
-    if not marked:
-        return
-    from qupath_bridge.project import qupath_available
-
-    ok, reason = qupath_available()
-    if ok:
-        return
-    skip = pytest.mark.skip(reason=f"needs QuPath 0.5/0.6 (set PAQUO_QUPATH_DIR): {reason}")
-    for item in marked:
-        item.add_marker(skip)
 
 
 def write_slide(path: Path, width: int, height: int, mpp: float) -> Path:

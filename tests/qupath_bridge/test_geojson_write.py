@@ -176,3 +176,18 @@ def test_write_is_atomic(tmp_path):
 def test_object_to_feature_rejects_empty_geometry():
     with pytest.raises(QuPathBridgeError, match="empty"):
         object_to_feature(QuPathObject(Polygon()))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002], ids=["022", "027", "002"])
+def test_written_file_has_the_umask_mode(tmp_path, umask):
+    """Not mkstemp's 0600: a colleague or QuPath running as another user must read it."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        for name in ("p.geojson", "p.geojson.gz"):
+            p = write_geojson([QuPathObject(box(0, 0, 10, 10))], tmp_path / name)
+            assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask, name
+    finally:
+        os.umask(old)

@@ -1,7 +1,8 @@
 """The paquo bridge (qupath_bridge.project), its CLI and its Groovy scripts.
 
-Tests marked ``qupath`` run QuPath itself (skipped without an installation, see
-conftest.py); the others check, without QuPath, what happens where it is missing,
+Tests marked ``qupath`` run against the QuPath test doubles (0.5-like, 0.6-like)
+and real QuPath where installed (tests/conftest.py); the others check, without
+QuPath, what happens where it is missing,
 the file-level helpers, the command-line parsing and the Groovy scripts' rules.
 """
 
@@ -204,38 +205,6 @@ def test_pick_image_by_index_name_id_or_file_name():
         pf.pick_image(images, 5, "P")
 
 
-def test_backup_keep_and_restore(tmp_path):
-    project, data = tmp_path / "proj", tmp_path / "proj" / "data" / "7"
-    data.mkdir(parents=True)
-    (data / "data.qpdata").write_bytes(b"v1")
-    first = pf.make_backup(data, project, "7", keep=3)
-    (data / "data.qpdata").write_bytes(b"v2")
-    (data / "summary.json").write_text("{}")
-    for _ in range(3):
-        pf.make_backup(data, project, "7", keep=3)
-    backups = pf.list_backups(project, "7")
-    assert len(backups) == 3 and first not in backups  # only the newest 3 are kept
-    assert backups == sorted(backups) and backups[0].parent == pf.backups_dir(project, "7")
-    # restore an older state (a copy of the v1 backup made before pruning)
-    old = tmp_path / "old"
-    old.mkdir()
-    (old / "data.qpdata").write_bytes(b"v1")
-    pf.restore_data_dir(old, data)
-    assert sorted(p.name for p in data.iterdir()) == ["data.qpdata"]
-    assert (data / "data.qpdata").read_bytes() == b"v1"
-    assert (old / "data.qpdata").exists()  # the backup itself is kept
-    assert not list(data.parent.glob(".*magnipath*"))  # no temporary folders left
-    # a backup of a missing data folder restores to "no data"
-    shutil.rmtree(data)
-    empty = pf.make_backup(data, project, "7")
-    (data.parent / "7").mkdir()
-    (data / "data.qpdata").write_bytes(b"v3")
-    pf.restore_data_dir(empty, data)
-    assert list(data.iterdir()) == []
-    with pytest.raises(QuPathBridgeError, match="does not exist"):
-        pf.restore_data_dir(tmp_path / "nope", data)
-
-
 # ---------------------------------------------------------------------------------------------
 # with QuPath
 def _annotations() -> list[QuPathObject]:
@@ -317,7 +286,7 @@ def test_create_project_and_read_images_and_annotations(qp_project):
 
 @pytest.mark.qupath
 def test_write_predictions_replaces_only_ours(qp_project):
-    from qupath_bridge.project import MARK_KEY, Project
+    from qupath_bridge.project import Project
 
     all_types = ("annotation", "detection", "tile", "cell")
     with Project(qp_project, "r") as p:
@@ -331,14 +300,14 @@ def test_write_predictions_replaces_only_ours(qp_project):
     with Project(qp_project, "r") as p:  # what is on disk
         objs = p.read_objects(0, types=all_types)
         assert dict(p.path_classes)["Necrotic"] == (10, 20, 30)
-    ours = [o for o in objs if MARK_KEY in o.metadata]
+    ours = [o for o in objs if pf.is_prediction(o)]
     assert sorted(o.name for o in ours) == ["p0", "p1"]
     assert {o.object_type for o in ours} == {"annotation"}
     assert {o.classification for o in ours} == {"Necrotic"}
     p1 = next(o for o in ours if o.name == "p1")
     assert p1.measurements["Area µm^2"] == pytest.approx(376.0)
     assert p1.geometry.equals(box(50, 600, 80, 650))
-    others = _by_id([o for o in objs if MARK_KEY not in o.metadata])
+    others = _by_id([o for o in objs if not pf.is_prediction(o)])
     assert set(others) == set(users)  # every user object is still there, unchanged
     for oid, u in users.items():
         o = others[oid]
@@ -413,12 +382,12 @@ def test_remap_paths_after_the_slides_moved(qp_project, tmp_path):
 
 @pytest.mark.qupath
 def test_backup_before_each_write_and_restore(qp_project):
-    from qupath_bridge.project import MARK_KEY, Project
+    from qupath_bridge.project import Project
 
     first, second = _predictions(2), _predictions(3, cls="Necrotic")
 
     def our_ids(p: Project) -> set[str]:
-        return {o.id for o in p.read_objects(0) if MARK_KEY in o.metadata}
+        return {o.id for o in p.read_objects(0) if pf.is_prediction(o)}
 
     with Project(qp_project, "r+") as p:
         r1 = p.write_predictions(0, first)

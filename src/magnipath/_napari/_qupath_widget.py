@@ -66,7 +66,10 @@ class QuPathWidget(JobWidget):
         self.availability = Label(value="")
         self.project = FileEdit(label="QuPath project", mode="r", filter="*.qpproj")
         self.open_button = PushButton(text="Open project")
-        self.images = ComboBox(label="Image", choices=[])
+        # choices come from a callable: reset_choices() (after "Load image", or napari's
+        # layer events) calls it again instead of restoring the empty list it started with
+        self._image_choices: list[tuple[str, Any]] = []
+        self.images = ComboBox(label="Image", choices=self._get_image_choices)
         self.load_button = PushButton(text="Load image")
         self.layer = ComboBox(label="Predictions layer", nullable=True,
                               choices=layer_choices(napari_viewer, Shapes, Points))
@@ -95,6 +98,14 @@ class QuPathWidget(JobWidget):
         self.load_button.changed.connect(self.load_image)
         self.push_button.changed.connect(self.push)
 
+    def _get_image_choices(self, *_: Any) -> list[tuple[str, Any]]:
+        return list(self._image_choices)
+
+    def set_images(self, images: list[Any]) -> None:
+        """Offer ``images`` (:class:`~qupath_bridge.project.ImageInfo`) in the Image combo."""
+        self._image_choices = [(_describe(i), i) for i in images]
+        self.images.reset_choices()
+
     def _check(self) -> None:
         if not self.available:
             raise MagnipathError(f"QuPath is not available: {self.reason}")
@@ -121,7 +132,7 @@ class QuPathWidget(JobWidget):
             return None
 
         def done(images: list) -> None:
-            self.images.choices = [(_describe(i), i) for i in images]
+            self.set_images(images)
             self.say(f"{len(images)} images in {project}")
 
         return self.start(lambda progress, cancel: list_images(project), "QuPath: open project",

@@ -4,12 +4,17 @@
   magnipath qupath export PROJECT --out DIR
   magnipath qupath import PROJECT PRED.geojson --image NAME [--as detections]
   magnipath qupath create PROJECT SLIDE... [--annotations GEOJSON...]
+  magnipath qupath repair PROJECT [--image NAME] [--dry-run]
+  magnipath qupath backups PROJECT [--image NAME]
+  magnipath qupath restore PROJECT --image NAME [--backup ID]
 
 PROJECT is a QuPath project.qpproj file or its folder. These commands need a
 QuPath installation (0.5 or 0.6) found by paquo: set PAQUO_QUPATH_DIR to the
 QuPath folder. GeoJSON files are QuPath's dialect, coordinates in level-0 pixels.
 Reading never changes a file of the project; import backs up the image's data
-first and replaces only the objects MagniPath wrote before.
+first and replaces only the objects MagniPath wrote before. repair, backups and
+restore work on the project's files alone (no QuPath needed): repair puts back
+the last good version of images whose data file an interrupted save left broken.
 """
 
 from __future__ import annotations
@@ -81,6 +86,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="QuPath image type of every slide (default 'Brightfield (H&E)')")
     q.set_defaults(_action=_create)
 
+    q = sub.add_parser("repair", help="check every image's data file; put back the last good "
+                                      "version of broken ones (from data.qpdata.bkp, else the "
+                                      "newest good MagniPath backup)")
+    _common(q)
+    q.add_argument("--image", action="append", metavar="NAME",
+                   help="only this image (name, entry id or 0-based index); repeatable")
+    q.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    q.set_defaults(_action=_repair, _no_java=True)
+
+    q = sub.add_parser("backups", help="list MagniPath's backups of each image, with their "
+                                       "validation (good or not)")
+    _common(q)
+    q.add_argument("--image", action="append", metavar="NAME",
+                   help="only this image (name, entry id or 0-based index); repeatable")
+    q.set_defaults(_action=_backups, _no_java=True)
+
+    q = sub.add_parser("restore", help="put back an image's data from a MagniPath backup "
+                                       "(default: the newest good one)")
+    _common(q)
+    q.add_argument("--image", required=True, metavar="NAME",
+                   help="image: name, entry id or 0-based index")
+    q.add_argument("--backup", metavar="ID",
+                   help="backup id (from `magnipath qupath backups`); default: the newest good")
+    q.set_defaults(_action=_restore, _no_java=True)
+
 
 @contextlib.contextmanager
 def _java_console_to_stderr() -> Iterator[None]:
@@ -106,8 +136,14 @@ def _java_console_to_stderr() -> Iterator[None]:
 
 
 def run(args: argparse.Namespace, progress: ProgressCallback) -> dict:
-    with _java_console_to_stderr():
+    if getattr(args, "_no_java", False):
         return args._action(args, progress)
+    with _java_console_to_stderr():
+        summary = args._action(args, progress)
+    if args._action is _list and not getattr(args, "json", False):
+        print(format_image_table(summary))  # readable table; the summary keeps its scalars
+        return {k: summary[k] for k in ("project", "n_images", "missing_slides")}
+    return summary
 
 
 def _list(args: argparse.Namespace, progress: ProgressCallback) -> dict:
@@ -123,6 +159,32 @@ def _list(args: argparse.Namespace, progress: ProgressCallback) -> dict:
         return {"project": str(p.path), "n_images": n, "images": images,
                 "path_classes": classes,
                 "missing_slides": [im["name"] for im in images if not im["slide_found"]]}
+
+
+def format_image_table(listed: dict) -> str:
+    """The images of a ``qupath list`` summary as an aligned text table, then the classes.
+
+    Columns: index, image name, entry id, level-0 size in pixels, µm/px, slide path
+    (``MISSING`` when the slide file is not where the project says).
+    """
+    head = ("#", "image", "id", "size (px)", "µm/px", "slide")
+    rows = [head]
+    for im in listed["images"]:
+        size = f"{im['width']} x {im['height']}" if im.get("width") else "-"
+        mpp = f"{im['mpp']:.4g}" if im.get("mpp") else "-"
+        where = im.get("path") or im.get("uri") or "-"
+        rows.append((str(im["index"]), im["name"], str(im["id"]), size, mpp,
+                     where if im.get("slide_found") else f"MISSING {where}"))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(head) - 1)]
+    lines = ["  ".join([*(v.ljust(w) for v, w in zip(r[:-1], widths, strict=True)), r[-1]])
+             .rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in [*widths, len(head[-1])]))
+    classes = listed.get("path_classes") or []
+    if classes:
+        names = ", ".join(c["name"] if not c.get("color") else
+                          f"{c['name']} {tuple(c['color'])}" for c in classes)
+        lines.append(f"path classes: {names}")
+    return "\n".join(lines)
 
 
 def _export(args: argparse.Namespace, progress: ProgressCallback) -> dict:
@@ -175,3 +237,67 @@ def _create(args: argparse.Namespace, progress: ProgressCallback) -> dict:
     with Project(path, "r") as p:
         images = [im.to_dict() for im in p.images]
     return {"project": str(path), "n_images": len(images), "images": images}
+
+
+def _project_file(project: str) -> Path:
+    from qupath_bridge._project_support import project_file
+
+    f = project_file(project)
+    if not f.is_file():
+        from qupath_bridge.errors import QuPathBridgeError
+
+        raise QuPathBridgeError(f"no QuPath project at {project}: {f} does not exist")
+    return f
+
+
+def _repair(args: argparse.Namespace, progress: ProgressCallback) -> dict:
+    from qupath_bridge._repair import repair_project
+
+    f = _project_file(args.project)
+    results = repair_project(f, args.image, dry_run=args.dry_run)
+    report(progress, "qupath/repair", len(results), len(results))
+    failed = [r for r in results if r["action"] == "cannot repair"]
+    summary = {"project": str(f), "dry_run": args.dry_run, "n_images": len(results),
+               "broken": [r["image"] for r in results if r["status"] == "broken"],
+               "repaired": [r["image"] for r in results if r["action"] == "restored"],
+               "images": results}
+    if failed:
+        from qupath_bridge._integrity import IntegrityError
+
+        raise IntegrityError(" ".join(r["error"] for r in failed)
+                             + (f" (repaired: {', '.join(summary['repaired'])})"
+                                if summary["repaired"] else ""))
+    return summary
+
+
+def _backups(args: argparse.Namespace, progress: ProgressCallback) -> dict:
+    from qupath_bridge._backups import KEEP_BAD, KEEP_GOOD, MAX_BYTES, list_backups
+    from qupath_bridge._integrity import read_project_images
+    from qupath_bridge._project_support import pick_image
+
+    f = _project_file(args.project)
+    entries = read_project_images(f)
+    keys = [(n, e, None) for n, e in entries]
+    chosen = (range(len(entries)) if not args.image
+              else sorted({pick_image(keys, im, str(f)) for im in args.image}))
+    images = []
+    for i in chosen:
+        name, eid = entries[i]
+        bs = list_backups(f.parent, eid)
+        good = [b for b in bs if b.good]
+        images.append({"image": name, "entry_id": eid, "n_backups": len(bs),
+                       "newest_good": good[-1].id if good else None,
+                       "backups": [b.to_dict() for b in bs]})
+    return {"project": str(f), "policy": {"keep_good": KEEP_GOOD, "keep_broken": KEEP_BAD,
+                                          "max_bytes_per_image": MAX_BYTES},
+            "images": images}
+
+
+def _restore(args: argparse.Namespace, progress: ProgressCallback) -> dict:
+    from qupath_bridge._jvm import deferred_signals
+    from qupath_bridge._repair import restore_image
+
+    f = _project_file(args.project)
+    with deferred_signals("the restore"):
+        result = restore_image(f, args.image, args.backup)
+    return {"project": str(f), **result}

@@ -1,0 +1,7 @@
+// Stand-ins for QuPath classes the Groovy scripts call (0.5-like or 0.6-like;
+// tests/_qupath_double documents the QuPath behaviour each imitates).
+package qupath.lib.objects
+
+class Flavour {
+    static String version = "0.6"
+}
