@@ -20,21 +20,6 @@ from magnipath.synth import SYNTH_CLASSES, SynthConfig, synthesize
 _HERE = Path(__file__).resolve().parent
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip tests marked ``qupath`` here, with the reason, when no QuPath is installed."""
-    marked = [it for it in items if it.get_closest_marker("qupath") is not None
-              and _HERE in Path(str(it.path)).resolve().parents]
-    if not marked:
-        return
-    from qupath_bridge.project import qupath_available
-
-    ok, reason = qupath_available()
-    if not ok:
-        skip = pytest.mark.skip(reason=f"needs QuPath 0.5/0.6 (set PAQUO_QUPATH_DIR): {reason}")
-        for item in marked:
-            item.add_marker(skip)
-
-
 def random_model_dir(folder: Path, seed: int = 0) -> Path:
     """A model folder of a real DSMN-S2 (base 4) with seeded random weights, 64 px at 1 µm/px."""
     from magnipath.models import build_model
