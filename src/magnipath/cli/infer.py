@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from magnipath._errors import MagnipathError, SlideError
-from magnipath.cli.magnification import mpp_option, resolve_slide_mpp
+from magnipath.magnification import mpp_option, resolve_slide_mpp
 
 NAME = "infer"
 HELP = "whole-slide inference with a trained model"
