@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import tifffile
 
 from magnipath.cli import main
@@ -173,7 +172,8 @@ def test_tile_mpp_override_estimate(nompp, tissue, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     expected, details = suggest_mpp(nompp)
     est = summary["estimated_mpp"]["no mpp"]
-    assert est["mpp"] == pytest.approx(expected, rel=1e-5) and est["mpp_source"] == "estimated (physical)"
+    assert est["mpp"] == pytest.approx(expected, rel=1e-5)
+    assert est["mpp_source"] == "estimated (physical)"
     # the same record as infer's and mitosis's summaries (one resolve_slide_mpp)
     assert est["mpp_estimate"]["votes"] == details.get("votes")
     assert est["mpp_estimate"]["magnification"] == float(closest_magnification(10 / expected))

@@ -65,7 +65,8 @@ def test_resolve_keeps_the_file_mpp_and_estimates_the_missing_one(tmp_path, tiss
     mpp, source, details = MppEstimate(n_tiles=8).resolve(nompp)
     assert (mpp, details) == suggest_mpp(nompp, n_tiles=8)
     assert source == "estimated (physical)" == details["mpp_source"]
-    assert details["is_estimate"] is True and mpp == pytest.approx(10 / details["magnification_continuous"])
+    assert details["is_estimate"] is True
+    assert mpp == pytest.approx(10 / details["magnification_continuous"])
 
 
 def test_resolve_refuses_when_nothing_can_be_estimated(tmp_path):
