@@ -109,6 +109,7 @@ def _region(text: str | None) -> tuple[float, float, float, float] | None:
 
 
 def run(args: argparse.Namespace, progress) -> dict:
+    from magnipath.checkpoint import card_of, provenance_note
     from magnipath.infer import InferConfig, infer_slide, prediction_objects
 
     cfg = InferConfig(stride=args.stride, batch_size=args.batch_size, device=args.device,
@@ -140,6 +141,9 @@ def run(args: argparse.Namespace, progress) -> dict:
                  "windows_run": res.windows_run, "already_complete": res.already_complete,
                  "seconds": round(res.seconds, 2), "windows_per_s": round(res.windows_per_s, 2),
                  "device": res.device, **estimated}
+        note = provenance_note(card_of(args.model), slide)
+        if note:
+            entry["provenance"] = note
         if args.geojson or args.qupath_project is not None:
             objs = prediction_objects(res.store, classes=classes, min_area_um2=args.min_area,
                                       simplify_um=args.simplify, object_type=object_type,
