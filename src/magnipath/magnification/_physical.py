@@ -39,14 +39,15 @@ import numpy as np
 
 from magnipath.magnification._core import MAGNIFICATIONS, MagnificationError, closest_magnification
 
-LYMPHOCYTE_LOG_DIAMETER_UM = 4.1
+LYMPHOCYTE_LOG_DIAMETER_UM = 4.0
 """Median LoG diameter ``2 sqrt(2) sigma`` of the strongest dark round nuclei, in µm.
 
 The LoG scale of a real nucleus (soft edge, chromatin texture, section through a
 sphere) reads smaller than its outline: lymphocyte nuclei of 5-8 µm across give a
-LoG diameter of about 4-5 µm. The value is the mean of the readings on CMU-1-Small-Region
-(an Aperio scan whose metadata gives 0.499 µm/px; 3.8-4.4 µm at rescale factors 0.5-2) and
-on TIAToolbox's 40x H&E target image (4.1-4.2 µm); see docs/magnification.md."""
+LoG diameter of about 4 µm. The value is the mean of the readings on two real images of
+known scale: a 1024 px crop of CMU-1-Small-Region (an Aperio scan whose metadata gives 0.499 µm/px; 3.7-3.8
+µm at rescale factors 0.5-2) and TIAToolbox's 40x H&E target image (4.0-4.2 µm); see
+docs/magnification.md (their absolute errors are therefore in-sample)."""
 
 LYMPHOCYTE_SPREAD = 0.10
 """Relative (log) spread of the ruler itself: lymphocyte nuclear size between tissues,
@@ -66,8 +67,12 @@ BLUR_RESPONSE = 0.3
 """Median response of the selected blobs below which the nuclei are too faint or blurred."""
 
 SIGMA_LO = 0.8
-"""Smallest LoG sigma searched (px); nuclei whose median sigma lies within a quarter octave
-of it are at the sampling limit (out of range)."""
+"""Smallest LoG sigma searched (px)."""
+
+MIN_DIAMETER_PX = 3.4
+"""Median LoG diameter (px) below which the nuclei are at the sampling limit: box-filtered
+images read about 2.8-3 px whatever the true size below it, so coarser images (about 1.2
+µm/px, 8x, and beyond) are refused as out of range."""
 
 LEVELS = 4
 """Scales per octave (sigma ratio ``2 ** (1 / LEVELS)``)."""
@@ -283,7 +288,7 @@ def estimate_from_blobs(blobs: dict[str, np.ndarray]) -> PhysicalEstimate:
     if resp < BLUR_RESPONSE:
         return _empty(f"the nuclei are too faint or blurred (median contrast {resp:.2f} OD, at "
                       f"least {BLUR_RESPONSE} needed)", n_cand, top.size, diameter, resp)
-    if med <= math.log(2.0 * math.sqrt(2.0) * SIGMA_LO * 2.0 ** (1.0 / LEVELS)):
+    if diameter < MIN_DIAMETER_PX:
         return _empty(f"out of range: the nuclei are at the sampling limit ({diameter:.1f} px "
                       "across); the image is too coarse", n_cand, top.size, diameter, resp)
     mpp = LYMPHOCYTE_LOG_DIAMETER_UM / diameter
