@@ -45,9 +45,9 @@ LYMPHOCYTE_LOG_DIAMETER_UM = 4.0
 The LoG scale of a real nucleus (soft edge, chromatin texture, section through a
 sphere) reads smaller than its outline: lymphocyte nuclei of 5-8 µm across give a
 LoG diameter of about 4 µm. The value is the mean of the readings on two real images of
-known scale: a 1024 px crop of CMU-1-Small-Region (an Aperio scan whose metadata gives 0.499 µm/px; 3.7-3.8
-µm at rescale factors 0.5-2) and TIAToolbox's 40x H&E target image (4.0-4.2 µm); see
-docs/magnification.md (their absolute errors are therefore in-sample)."""
+known scale: a 1024 px crop of CMU-1-Small-Region (an Aperio scan whose metadata gives
+0.499 µm/px; 3.7-3.8 µm at rescale factors 0.5-2) and TIAToolbox's 40x H&E target image
+(4.0-4.2 µm); see docs/magnification.md (their absolute errors are therefore in-sample)."""
 
 LYMPHOCYTE_SPREAD = 0.10
 """Relative (log) spread of the ruler itself: lymphocyte nuclear size between tissues,
