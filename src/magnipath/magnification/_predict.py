@@ -338,7 +338,8 @@ def estimate(image: str | os.PathLike | np.ndarray, model: str | os.PathLike |
         ``physical`` (size ruler details, interval, confidence),
         ``cannot_estimate`` (the reason, when there is no answer),
         ``disagreement`` (model vs physical), ``region_boxes`` (image pixels
-        ``(x, y, w, h)``) and ``image_shape``.
+        ``(x, y, w, h)``), ``tile_boxes`` and ``n_tiles`` (the 224 px tiles of a
+        model or the baseline, else the regions) and ``image_shape``.
     """
     from magnipath.magnification._regions import estimate_regions, image_regions
 
@@ -349,7 +350,8 @@ def estimate(image: str | os.PathLike | np.ndarray, model: str | os.PathLike |
     if isinstance(model, str | os.PathLike):
         model = load_model(model, device=device)
     regions, boxes = image_regions(img)
-    res = estimate_regions(regions, model, method=method, mode=mode, max_tiles=max_tiles,
-                           alpha=alpha, tta=tta, progress=progress, cancel=cancel)
+    res = estimate_regions(regions, model, method=method, boxes=boxes, mode=mode,
+                           max_tiles=max_tiles, alpha=alpha, tta=tta, progress=progress,
+                           cancel=cancel)
     res.update(region_boxes=[list(b) for b in boxes], image_shape=list(img.shape[:2]))
     return res

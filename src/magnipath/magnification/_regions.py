@@ -96,20 +96,21 @@ def physical_regions(regions: Sequence[np.ndarray], *,
     return estimate_from_blobs(pool_blobs(parts))
 
 
-def _patches(regions: Sequence[np.ndarray], mode: str, max_tiles: int,
-             patch: int) -> tuple[np.ndarray, list, str]:
+def _patches(regions: Sequence[np.ndarray], origins: Sequence[tuple[int, int]], mode: str,
+             max_tiles: int, patch: int) -> tuple[np.ndarray, list, str]:
     from magnipath.magnification._predict import image_patches
 
     ps, bs, used = [], [], "center"
     per = max(1, math.ceil(max_tiles / len(regions)))
-    for r in regions:
+    for r, (ox, oy) in zip(regions, origins, strict=True):
         p, b, used = image_patches(r, mode=mode, max_tiles=per, patch=patch)
         ps.append(p)
-        bs += b
+        bs += [(x + ox, y + oy, w, h) for x, y, w, h in b]
     return np.concatenate(ps)[:max_tiles], bs[:max_tiles], used
 
 
 def estimate_regions(regions: Sequence[np.ndarray], model=None, *, method: str = "physical",
+                     boxes: Sequence[tuple[int, int, int, int]] | None = None,
                      mode: str = "auto", max_tiles: int = 16, alpha: float | None = None,
                      tta: bool = True, progress: ProgressCallback | None = None,
                      cancel: CancelCallback | None = None) -> dict:
@@ -125,6 +126,8 @@ def estimate_regions(regions: Sequence[np.ndarray], model=None, *, method: str =
         physical one is given and the disagreement reported.
     method : {"physical", "baseline"}
         Without a model: the physical estimate (default) or Otálora's baseline.
+    boxes : sequence of (x, y, w, h), optional
+        Where the regions lie in the image or slide (level-0 px); default each at (0, 0).
 
     Returns
     -------
@@ -135,7 +138,9 @@ def estimate_regions(regions: Sequence[np.ndarray], model=None, *, method: str =
         dict), ``cannot_estimate`` (the reason, when there is no answer),
         ``disagreement`` (when the model and the physical estimate differ), and
         for the model or baseline the per-tile details of
-        :func:`~magnipath.magnification.summarise`.
+        :func:`~magnipath.magnification.summarise`; ``tile_boxes`` (what was
+        looked at, ``(x, y, w, h)`` in the frame of ``boxes``: the 224 px tiles of
+        the model or baseline, else the regions) and ``n_tiles``.
     """
     from magnipath.magnification._core import MagnificationError
     from magnipath.magnification._predict import NOTE, predict_patches, summarise
@@ -144,13 +149,17 @@ def estimate_regions(regions: Sequence[np.ndarray], model=None, *, method: str =
         raise MagnificationError(f"method {method!r}: choose one of {', '.join(METHODS)}.")
     if not regions:
         raise MagnificationError("no pixels to estimate from.")
-    res: dict = {"is_estimate": True, "note": NOTE, "classes": list(MAGNIFICATIONS)}
+    origins = [(0, 0)] * len(regions) if boxes is None else [(b[0], b[1]) for b in boxes]
+    res: dict = {"is_estimate": True, "note": NOTE, "classes": list(MAGNIFICATIONS),
+                 "tile_boxes": [[*o, r.shape[1], r.shape[0]] for o, r in zip(origins, regions,
+                                                                              strict=True)]}
+    res["n_tiles"] = len(res["tile_boxes"])
     if model is None and method == "baseline":
-        size = PATCH
-        patches, boxes, used = _patches(regions, mode, max_tiles, size)
+        patches, tiles, used = _patches(regions, origins, mode, max_tiles, PATCH)
         res.update(summarise(predict_patches(patches, None, tta=False, progress=progress,
                                              cancel=cancel)))
-        res.update(mode=used, n_tiles=len(boxes), tta=False)
+        res.update(mode=used, n_tiles=len(tiles), tile_boxes=[list(t) for t in tiles],
+                   tta=False)
         if res["mpp_estimate"] is None:
             res["cannot_estimate"] = "no nuclei found by the baseline"
         return res
@@ -159,11 +168,13 @@ def estimate_regions(regions: Sequence[np.ndarray], model=None, *, method: str =
     if model is None:
         return _answer(res, phys.magnification, "physical", phys.reason)
     size = int(model.card.get("patch", PATCH))
-    patches, boxes, used = _patches(regions, mode, max_tiles, size)
+    patches, tiles, used = _patches(regions, origins, mode, max_tiles, size)
     cnn = summarise(predict_patches(patches, model, alpha=alpha, tta=tta, progress=progress,
                                     cancel=cancel))
-    res.update({k: v for k, v in cnn.items() if k in ("direct", "area", "fusion", "baseline")})
-    res.update(mode=used, n_tiles=len(boxes), tta=bool(tta))
+    res.update({k: v for k, v in cnn.items()
+                if k in ("direct", "area", "fusion", "baseline", "votes")})
+    res.update(mode=used, n_tiles=len(tiles), tile_boxes=[list(t) for t in tiles],
+               tta=bool(tta))
     m_cnn = cnn.get("magnification_continuous")
     if not phys.ok:
         res["unchecked"] = (f"the physical estimate is unavailable ({phys.reason}); the model's "

@@ -108,7 +108,7 @@ def suggest_mpp(slide_path: str | os.PathLike, model: str | os.PathLike |
         model = load_model(model, device=device)
     with open_slide(slide_path, mpp=known or 1.0) as slide:
         regions, boxes = _slide_regions(slide)
-    res = estimate_regions(regions, model, method=method, max_tiles=n_tiles,
+    res = estimate_regions(regions, model, method=method, boxes=boxes, max_tiles=n_tiles,
                            progress=progress, cancel=cancel)
     res.update(source="estimate", file_mpp=known, n_regions=len(boxes),
                mpp_source=estimate_source(res.get("method"), model),
