@@ -170,6 +170,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _common(v)
 
 
+def _answer_line(r: dict) -> str:
+    """One readable line: the estimate with its interval, or why there is none."""
+    if r.get("mpp_estimate") is None:
+        return f"cannot estimate: {r.get('cannot_estimate') or r.get('note', 'no estimate')}"
+    line = (f"about {r['magnification']:g}x ({r['mpp_estimate']:.3g} µm/px, "
+            f"{r['magnification_continuous']:.3g}x), an estimate by {r['method']}")
+    iv = (r.get("physical") or {}).get("mpp_interval")
+    if iv and r["method"] == "physical":
+        line += f"; 95 % interval {iv[0]:.3g}-{iv[1]:.3g} µm/px"
+    if r.get("disagreement"):
+        line += f"; {r['disagreement']['note']}"
+    return line
+
+
 def _floats(text: str, what: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",") if v.strip()]
@@ -189,7 +203,7 @@ def run(args: argparse.Namespace, progress) -> dict:
             r = mg.estimate(path, model, method=args.method, mode=args.mode,
                             max_tiles=args.max_tiles,
                             alpha=args.alpha, tta=not args.no_tta, progress=progress)
-            out.append({"image": str(path), **r})
+            out.append({"image": str(path), "answer": _answer_line(r), **r})
         return {"estimates": out} if len(out) > 1 else out[0]
     if args.action == "suggest-mpp":
         model = mg.load_model(args.model, device=args.device) if args.model else None
@@ -197,7 +211,8 @@ def run(args: argparse.Namespace, progress) -> dict:
         for path in args.slides:
             mpp, details = mg.suggest_mpp(path, model, method=args.method, n_tiles=args.tiles,
                                           progress=progress)
-            entry = {"slide": str(path), "mpp_estimate": mpp, **details}
+            entry = {"slide": str(path), "answer": _answer_line(details), "mpp_estimate": mpp,
+                     **details}
             if mpp is not None:
                 entry["use"] = (f"an estimate: check it, then e.g. 'magnipath infer "
                                 f"{shlex.quote(str(path))} --mpp {mpp:.4g} ...' (tile: "
