@@ -96,3 +96,19 @@ def test_estimate_and_suggest_mpp_give_one_answer_for_the_same_pixels(tmp_path):
     assert mpp is not None and mpp == est["mpp_estimate"]
     assert details["physical"] == est["physical"] and details["method"] == "physical"
     assert details["mpp_source"] == "estimated (physical)"
+
+
+def test_a_model_answer_is_combined_only_where_it_agrees():
+    from magnipath.magnification._regions import combine
+
+    phys = physical_estimate(REAL["skimage-ihc"].load())
+    m = phys.magnification
+    agree = combine({}, phys, m * 1.2)
+    assert agree["method"] == "physical+fusion" and "disagreement" not in agree
+    assert agree["magnification_continuous"] == pytest.approx(m * 1.2 ** 0.5)
+    apart = combine({}, phys, m * 1.5)
+    assert apart["method"] == "physical" and apart["magnification_continuous"] == m
+    assert apart["disagreement"]["fusion"] == pytest.approx(m * 1.5)
+    none = combine({}, physical_estimate(np.full((300, 300, 3), 236, np.uint8)), 20.0)
+    assert none["method"] == "fusion" and none["magnification"] == 20.0
+    assert "too few nuclei" in none["unchecked"]

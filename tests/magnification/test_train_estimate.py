@@ -191,3 +191,21 @@ def test_densenet_trains_and_reloads(dataset, tmp_path):
     model = load_model(tmp_path / "d")
     pred = predict_patches(np.asarray(open_dataset(dataset).images[:2]), model, baseline=False)
     assert np.isfinite(pred["fusion"]).all()
+
+
+def test_the_model_is_combined_with_the_physical_estimate_only_where_they_agree(model_dir):
+    from skimage import data
+
+    r = estimate(data.immunohistochemistry(), model_dir)
+    phys = r["physical"]["magnification"]
+    cnn = r["fusion"]["magnification"]
+    assert phys is not None
+    ratio = max(phys / cnn, cnn / phys) if cnn > 0 else float("inf")  # a tiny model: any value
+    if r["method"] == "physical+fusion":
+        assert ratio <= 1.25 and "disagreement" not in r
+        assert r["magnification_continuous"] == pytest.approx((phys * cnn) ** 0.5)
+    else:
+        assert r["method"] == "physical" and ratio > 1.25
+        assert r["disagreement"]["fusion"] == pytest.approx(cnn)
+        assert r["magnification_continuous"] == pytest.approx(phys)
+    assert r["mpp_estimate"] == pytest.approx(10 / r["magnification_continuous"])

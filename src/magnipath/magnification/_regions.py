@@ -175,12 +175,26 @@ def estimate_regions(regions: Sequence[np.ndarray], model=None, *, method: str =
                 if k in ("direct", "area", "fusion", "baseline", "votes")})
     res.update(mode=used, n_tiles=len(tiles), tile_boxes=[list(t) for t in tiles],
                tta=bool(tta))
-    m_cnn = cnn.get("magnification_continuous")
+    return combine(res, phys, cnn.get("magnification_continuous"))
+
+
+def combine(res: dict, phys: PhysicalEstimate, m_cnn: float | None) -> dict:
+    """Fill ``res`` with the answer from the physical estimate and a model's magnification.
+
+    Combined (geometric mean, ``method: "physical+fusion"``) only when both exist
+    and differ by at most :data:`AGREE_RATIO`; otherwise the physical answer with
+    ``disagreement``, or the model's alone flagged ``unchecked`` when the physical
+    estimate has none.
+    """
     if not phys.ok:
         res["unchecked"] = (f"the physical estimate is unavailable ({phys.reason}); the model's "
                             "answer alone is given")
         return _answer(res, m_cnn, "fusion", None)
     if m_cnn is None or not np.isfinite(m_cnn) or m_cnn <= 0:
+        res["disagreement"] = {
+            "physical": phys.magnification, "fusion": None if m_cnn is None else float(m_cnn),
+            "note": (f"the model gives no usable magnification ({m_cnn}); the physical "
+                     "estimate is given")}
         return _answer(res, phys.magnification, "physical", None)
     ratio = phys.magnification / m_cnn
     if max(ratio, 1 / ratio) <= AGREE_RATIO:
