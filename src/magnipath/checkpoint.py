@@ -105,6 +105,12 @@ class ModelCard:
         Library versions at training time.
     created : str
         UTC time the card was written, ISO 8601.
+    training_data : dict
+        Where the training pixels came from (:func:`training_data_from_slides`):
+        ``synthetic_only`` (True / False / None: unknown), ``n_slides``,
+        ``n_synthetic``, ``slides`` (``slide_id`` -> ``"synthetic"``, ``"real"``
+        or ``"unknown"``), and any further keys a training step records (e.g. its
+        stain augmentation). Empty for cards written before it existed.
     """
 
     arch: str
@@ -118,6 +124,7 @@ class ModelCard:
     dataset: dict = field(default_factory=dict)
     versions: dict = field(default_factory=library_versions)
     created: str = field(default_factory=_now)
+    training_data: dict = field(default_factory=dict)
 
     # -- derived views ----------------------------------------------------------------
     @property
@@ -148,7 +155,8 @@ class ModelCard:
                 "ignore_index": self.ignore_index, "geometry": self.geometry,
                 "normalisation": self.normalisation, "train_config": self.train_config,
                 "seed": self.seed, "metrics": self.metrics, "dataset": self.dataset,
-                "versions": self.versions, "created": self.created}
+                "versions": self.versions, "created": self.created,
+                "training_data": self.training_data}
 
     @classmethod
     def from_dict(cls, d: dict, source: str | Path = "model card") -> ModelCard:
@@ -165,7 +173,8 @@ class ModelCard:
                        normalisation=dict(d.get("normalisation") or DEFAULT_NORMALISATION),
                        train_config=dict(d.get("train_config") or {}), seed=d.get("seed"),
                        metrics=dict(d.get("metrics") or {}), dataset=dict(d.get("dataset") or {}),
-                       versions=dict(d.get("versions") or {}), created=str(d.get("created", "")))
+                       versions=dict(d.get("versions") or {}), created=str(d.get("created", "")),
+                       training_data=dict(d.get("training_data") or {}))
             card.classes  # noqa: B018 - validates the class map
             card.input_geometry  # noqa: B018 - validates the geometry
         except MagnipathError as e:
@@ -426,3 +435,77 @@ def load_model(model: str | Path, device: str | torch.device = "cpu", *,
                          f"{card.arch_kwargs} ({str(e)[:300]})") from e
     net.eval()
     return net.to(resolve_device(str(device))), card
+
+
+SYNTH_MARK = "MagniPath synthetic"
+"""Start of the level-0 ImageDescription that ``magnipath synth`` writes into every slide."""
+
+
+def is_synth_slide(path: str | Path) -> bool | None:
+    """Whether ``path`` is a slide written by ``magnipath synth`` (its TIFF description says so).
+
+    Returns
+    -------
+    bool or None
+        True for a synth slide, False for any other readable file, None when the
+        file is missing or unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            desc = tif.pages[0].description or ""  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - any unreadable or non-TIFF file is not a synth slide
+        return False
+    return desc.lstrip().startswith(SYNTH_MARK)
+
+
+def training_data_from_slides(slides: dict[str, str | Path], **extra: object) -> dict:
+    """The card's ``training_data`` for slides ``{slide_id: path}`` (plus ``extra`` keys).
+
+    A slide counts as synthetic when :func:`is_synth_slide` says so; a slide
+    whose file cannot be found is ``"unknown"``, which makes ``synthetic_only``
+    None unless a real slide is known (then False).
+    """
+    kinds = {}
+    for sid, p in slides.items():
+        v = is_synth_slide(p)
+        kinds[str(sid)] = "unknown" if v is None else "synthetic" if v else "real"
+    values = set(kinds.values())
+    only = (False if "real" in values else None if "unknown" in values or not values
+            else True)
+    out = {"synthetic_only": only, "n_slides": len(kinds),
+           "n_synthetic": sum(v == "synthetic" for v in kinds.values()), "slides": kinds}
+    out.update(extra)
+    return out
+
+
+def provenance_note(card: ModelCard, slide: str | Path) -> str | None:
+    """One line for the user when a synthetic-only model meets a slide not made by synth.
+
+    Returns None when the model saw real slides, when its training data are not
+    recorded, or when the slide is itself a ``magnipath synth`` slide.
+    """
+    if (card.training_data or {}).get("synthetic_only") is not True:
+        return None
+    if is_synth_slide(slide):
+        return None
+    return (f"note: this model was trained on synthetic slides only ('magnipath synth') and "
+            f"{Path(slide).name} is not one; stain, scanner and tissue differences can make "
+            "its predictions wrong here: check them before use")
+
+
+def card_of(model: str | Path, which: str = "best") -> ModelCard:
+    """The card of a model folder or ``.pt`` file, without building the model.
+
+    Reads ``model_card.json`` beside the checkpoint when there is one, else the
+    card embedded in the checkpoint.
+    """
+    pt = resolve_checkpoint(model, which)
+    side = pt.parent / "model_card.json"
+    if side.is_file():
+        return ModelCard.load_json(side)
+    return ModelCard.from_dict(load_checkpoint(pt)["card"], source=pt)

@@ -30,10 +30,12 @@ import numpy as np
 from magnipath._errors import MagnipathError
 
 __all__ = [
+    "HED_VECTORS",
     "REFERENCE_MAX_CONC",
     "REFERENCE_VECTORS",
     "StainError",
     "deconvolve",
+    "haematoxylin_hed",
     "hed_channels",
     "macenko_vectors",
     "max_concentrations",
@@ -302,3 +304,35 @@ def deconvolve(rgb: np.ndarray, vectors: np.ndarray, *, background: float = 255.
     v = _check_vectors(vectors)
     basis = np.vstack([v, residual_vector(v)])  # (3, 3): OD = C @ basis
     return (optical_density(rgb, background) @ np.linalg.inv(basis)).astype(np.float32)
+
+
+HED_VECTORS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+"""Ruifrok and Johnston's fixed H, E, DAB optical-density vectors ``(3, 3)`` (rows, (r, g, b)).
+
+The same vectors as :func:`skimage.color.rgb2hed`; rows normalised to unit length.
+One matrix for H&E and for IHC (haematoxylin counterstain + DAB)."""
+HED_VECTORS = HED_VECTORS / np.linalg.norm(HED_VECTORS, axis=1, keepdims=True)
+
+
+def haematoxylin_hed(rgb: np.ndarray, *, background: float = 255.0) -> np.ndarray:
+    """Haematoxylin concentration of every pixel by the fixed H-E-DAB deconvolution.
+
+    Unlike :func:`hed_channels` nothing is estimated from the image, so the
+    result of a pixel depends on that pixel only (a rescaled image gives the
+    rescaled channel) and DAB-brown IHC stain is not counted as haematoxylin.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(y, x, 3)`` RGB, 0..255.
+    background : float
+        Intensity of unstained glass.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(y, x)``: haematoxylin concentration in OD units (may be
+        slightly negative where the three-stain model does not fit).
+    """
+    od = optical_density(rgb, background).astype(np.float32)
+    return od @ np.linalg.inv(HED_VECTORS)[:, 0].astype(np.float32)

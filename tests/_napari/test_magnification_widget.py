@@ -31,7 +31,7 @@ def test_estimate_of_a_picture_without_metadata(magnification, qtbot, synthetic)
     res = run_widget(widget, qtbot)
     assert res == estimate(pixels, mode="tiles", max_tiles=4)
     assert res["is_estimate"] and res["magnification"] in MAGNIFICATIONS
-    assert "an estimate" in widget.result_label.value and "baseline" in widget.result_label.value
+    assert "an estimate" in widget.result_label.value and "physical" in widget.result_label.value
     tiles = viewer.layers[TILES_LAYER]
     assert isinstance(tiles, Shapes) and len(tiles.data) == res["n_tiles"]
     x, y, w, h = res["tile_boxes"][0]  # a tile box in image pixels, drawn on those pixels

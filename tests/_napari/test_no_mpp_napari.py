@@ -62,7 +62,7 @@ def test_apply_the_estimate_as_the_layer_scale(magnification, qtbot, nompp, noti
     assert tuple(str(u) for u in image.units) == ("micrometer", "micrometer")
     meta = image.metadata["magnipath"]
     assert meta["mpp"] == pytest.approx(expected)
-    assert meta["mpp_source"] == "estimated (baseline)"
+    assert meta["mpp_source"] == "estimated (physical)"
     assert meta["mpp_estimate"]["magnification"] == details["magnification"]
     assert meta["slide"] is not None and meta["path"] == str(nompp.resolve())
     assert image.name == f"nompp.tif [≈{details['magnification']:.3g}x estimated]"
@@ -111,4 +111,4 @@ def test_apply_to_a_picture_layer(magnification, qtbot, tissue):
     assert res["mpp_estimate"] is not None and widget.apply_button.enabled
     assert widget.apply() == pytest.approx(res["mpp_estimate"])
     assert tuple(layer.scale) == pytest.approx((res["mpp_estimate"],) * 2)
-    assert layer.metadata["magnipath"]["mpp_source"] == "estimated (baseline)"
+    assert layer.metadata["magnipath"]["mpp_source"] == "estimated (physical)"

@@ -13,6 +13,7 @@ import pytest
 import tifffile
 
 from magnipath.cli import main
+from magnipath.magnification import closest_magnification
 from magnipath.magnification._suggest import suggest_mpp
 from magnipath.synth import SynthConfig, make_layout, render_region
 
@@ -99,15 +100,15 @@ def test_info_reports_unknown_mpp_and_the_estimate(nompp, capsys):
     assert [lv["shape"] for lv in out["levels"]] == [[1024, 1024], [512, 512]]
     expected, details = suggest_mpp(nompp)
     assert expected is not None
-    assert out["mpp_estimate"] == pytest.approx(expected)
-    assert out["magnification_estimate"] == pytest.approx(10 / expected)
-    assert out["mpp_estimate_source"] == "estimated (baseline)"
-    assert out["estimate_votes"] == details["votes"]
+    assert out["mpp_estimate"] == pytest.approx(expected, rel=1e-5)
+    assert out["magnification_estimate"] == float(closest_magnification(10 / expected))
+    assert out["mpp_estimate_source"] == "estimated (physical)"
+    assert out["estimate_votes"] == details.get("votes", {})
     assert "ESTIMATE" in out["note"] and f"--mpp {expected:.4g}" in out["note"]
 
     assert main(["info", str(nompp)]) == 0  # the text form marks it too
     text = capsys.readouterr().out
-    assert "mpp: None" in text and "mpp_estimate_source: estimated (baseline)" in text
+    assert "mpp: None" in text and "mpp_estimate_source: estimated (physical)" in text
 
 
 def test_info_without_estimate_and_with_a_known_mpp(nompp, tissue, tmp_path, capsys):
@@ -142,13 +143,13 @@ def test_infer_mpp_estimate_uses_and_records_it(nompp, tissue, model, tmp_path, 
                  "--quiet"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)["slides"]
     expected, _ = suggest_mpp(nompp)
-    assert entry["mpp"] == pytest.approx(expected)
-    assert entry["mpp_source"] == "estimated (baseline)"
-    assert entry["mpp_estimate"]["magnification"] == pytest.approx(10 / expected)
+    assert entry["mpp"] == pytest.approx(expected, rel=1e-5)
+    assert entry["mpp_source"] == "estimated (physical)"
+    assert entry["mpp_estimate"]["magnification"] == float(closest_magnification(10 / expected))
     _, meta = open_prediction(entry["store"])
-    assert meta["signature"]["slide_mpp"] == pytest.approx(expected)  # it was used
-    assert meta["slide_mpp_source"] == "estimated (baseline)"
-    assert meta["slide_mpp"] == pytest.approx(expected)
+    assert meta["signature"]["slide_mpp"] == pytest.approx(expected, rel=1e-5)  # it was used
+    assert meta["slide_mpp_source"] == "estimated (physical)"
+    assert meta["slide_mpp"] == pytest.approx(expected, rel=1e-5)
     # 1024 level-0 px at the estimate, read at the model's 1 µm/px
     assert entry["label_shape"] == [math.ceil(1024 * expected - 1e-9)] * 2
 
@@ -171,13 +172,14 @@ def test_tile_mpp_override_estimate(nompp, tissue, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     expected, details = suggest_mpp(nompp)
     est = summary["estimated_mpp"]["no mpp"]
-    assert est["mpp"] == pytest.approx(expected) and est["mpp_source"] == "estimated (baseline)"
+    assert est["mpp"] == pytest.approx(expected, rel=1e-5)
+    assert est["mpp_source"] == "estimated (physical)"
     # the same record as infer's and mitosis's summaries (one resolve_slide_mpp)
-    assert est["mpp_estimate"]["votes"] == details["votes"]
-    assert est["mpp_estimate"]["magnification"] == pytest.approx(10 / expected)
+    assert est["mpp_estimate"]["votes"] == details.get("votes")
+    assert est["mpp_estimate"]["magnification"] == float(closest_magnification(10 / expected))
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["slides"][0]["mpp"] == pytest.approx(expected)
-    assert manifest["slides"][0]["mpp_source"] == "estimated (baseline)"
+    assert manifest["slides"][0]["mpp"] == pytest.approx(expected, rel=1e-5)
+    assert manifest["slides"][0]["mpp_source"] == "estimated (physical)"
 
     # a number is an override; a file's own mpp keeps the file's source
     assert main(["tile", str(nompp), "--out", str(tmp_path / "ds2"), "--mpp-override", "0.3",

@@ -17,10 +17,12 @@ def test_cli_estimate_an_image(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["is_estimate"] is True and out["image"] == str(path)
     assert out["magnification"] in (5, 8, 10, 15, 20, 30, 40)
-    assert 8 <= out["n_tiles"] <= 12 and out["mode"] == "tiles"  # 4 x 3 tiles, glass skipped
-    # the option may also come before the action
-    assert main(["magnification", "--json", "estimate", str(path), "--mode", "center"]) == 0
-    assert json.loads(capsys.readouterr().out)["n_tiles"] == 1
+    assert out["method"] == "physical" and out["physical"]["n_nuclei"] >= 15
+    # the baseline is still there; the option may also come before the action
+    assert main(["magnification", "--json", "estimate", str(path), "--method", "baseline",
+                 "--mode", "tiles"]) == 0
+    base = json.loads(capsys.readouterr().out)
+    assert base["method"] == "baseline" and 8 <= base["n_tiles"] <= 12  # 4 x 3, glass skipped
 
 
 def test_cli_make_data_train_evaluate(sources, tmp_path, capsys):

@@ -41,7 +41,10 @@ def test_file_mpp_tells_missing_from_unreadable(tmp_path, tissue):
 
 def test_estimate_source_labels():
     assert estimate_source("baseline") == "estimated (baseline)"
-    assert estimate_source(None) == "estimated (baseline)"
+    assert estimate_source(None) == "estimated (physical)"
+    assert estimate_source("physical", Path("/m/mag-v1")) == "estimated (physical)"
+    assert estimate_source("physical+fusion", Path("/m/mag-v1")) == \
+        "estimated (physical+fusion, model mag-v1)"
     assert estimate_source("fusion", Path("/m/mag-v1")) == "estimated (fusion, model mag-v1)"
     assert estimate_source("baseline", Path("/m/mag-v1")) == "estimated (baseline)"
 
@@ -61,14 +64,16 @@ def test_resolve_keeps_the_file_mpp_and_estimates_the_missing_one(tmp_path, tiss
     nompp = _write(tmp_path / "nompp.tif", tissue, None)
     mpp, source, details = MppEstimate(n_tiles=8).resolve(nompp)
     assert (mpp, details) == suggest_mpp(nompp, n_tiles=8)
-    assert source == "estimated (baseline)" == details["mpp_source"]
-    assert details["is_estimate"] is True and mpp == pytest.approx(10 / details["magnification"])
+    assert source == "estimated (physical)" == details["mpp_source"]
+    assert details["is_estimate"] is True
+    assert mpp == pytest.approx(10 / details["magnification_continuous"])
 
 
 def test_resolve_refuses_when_nothing_can_be_estimated(tmp_path):
     glass = _write(tmp_path / "glass.tif", np.full((512, 512, 3), 235, np.uint8), None)
     mpp, details = suggest_mpp(glass)
-    assert mpp is None and details["mpp_source"] == "estimated (baseline)"
+    assert mpp is None and details["mpp_source"] == "estimated (physical)"
+    assert "too few nuclei" in details["cannot_estimate"]
     with pytest.raises(MagnificationError, match="none could be estimated"):
         MppEstimate().resolve(glass)
     with pytest.raises(MagnificationError, match="no such model folder"):
@@ -86,6 +91,10 @@ def test_info_with_a_trained_model_marks_the_fusion_estimate(dataset, tmp_path, 
     out = json.loads(capsys.readouterr().out)
     expected, details = suggest_mpp(nompp, model, n_tiles=4)
     assert out["mpp"] is None
-    assert out["mpp_estimate_source"] == "estimated (fusion, model mag-model)"
-    assert out["mpp_estimate"] == pytest.approx(expected)
-    assert out["estimate_votes"] == details["votes"] and out["estimate_tiles"] == 4
+    # the model's answer is used only where the physical estimate agrees with it
+    assert out["mpp_estimate_source"] == details["mpp_source"] in (
+        "estimated (physical+fusion, model mag-model)", "estimated (physical)",
+        "estimated (fusion, model mag-model)")
+    assert ("disagreement" in details) == (details["method"] == "physical")
+    assert out["mpp_estimate"] == pytest.approx(expected, rel=1e-5)
+    assert out["estimate_votes"] == details.get("votes", {}) and out["estimate_tiles"] == 4

@@ -135,8 +135,8 @@ def test_read_image_formats(tmp_path, suffix):
 def test_estimate_follows_magnification_without_a_model():
     layout = make_layout(SynthConfig(width=2048, height=2048, seed=40))
     box = (256, 256, 1792, 1792)
-    hi = estimate(render_region(layout, box, mpp=0.25)[:896, :896])   # 40x
-    lo = estimate(render_region(layout, box, mpp=1.0))                # 10x, 448 px
+    hi = estimate(render_region(layout, box, mpp=0.25)[:896, :896], method="baseline")  # 40x
+    lo = estimate(render_region(layout, box, mpp=1.0), method="baseline")  # 10x, 448 px
     for r in (hi, lo):
         assert r["is_estimate"] is True and r["method"] == "baseline"
         assert r["magnification"] in MAGNIFICATIONS
@@ -149,8 +149,8 @@ def test_estimate_with_a_model_and_from_a_file(model_dir, tmp_path):
     path = tmp_path / "fig.png"
     Image.fromarray(render_region(layout, (256, 256, 600, 400), mpp=0.5)).save(path)
     r = estimate(path, model_dir, mode="center")
-    assert r["method"] == "fusion" and r["n_tiles"] == 1
-    assert set(r) >= {"direct", "area", "fusion", "baseline", "votes", "tile_boxes"}
+    assert r["method"] in ("physical+fusion", "physical", "fusion") and r["n_tiles"] == 1
+    assert set(r) >= {"direct", "area", "fusion", "baseline", "physical", "region_boxes"}
     assert r["magnification"] in MAGNIFICATIONS
     assert r["tta"] is True
 
@@ -178,8 +178,8 @@ def test_suggest_mpp_for_a_tiff_without_resolution(tmp_path):
         open_slide(path)
     mpp, details = suggest_mpp(path, n_tiles=6)
     assert details["is_estimate"] is True and details["source"] == "estimate"
-    assert details["file_mpp"] is None and details["n_tiles"] >= 1
-    assert mpp == pytest.approx(10 / details["magnification"])
+    assert details["file_mpp"] is None and details["n_regions"] == 1
+    assert mpp == pytest.approx(10 / details["magnification_continuous"])
     assert mpp <= 0.5  # the scan is 40x (0.25 µm/px): not mistaken for 10x or 5x
 
 
@@ -191,3 +191,21 @@ def test_densenet_trains_and_reloads(dataset, tmp_path):
     model = load_model(tmp_path / "d")
     pred = predict_patches(np.asarray(open_dataset(dataset).images[:2]), model, baseline=False)
     assert np.isfinite(pred["fusion"]).all()
+
+
+def test_the_model_is_combined_with_the_physical_estimate_only_where_they_agree(model_dir):
+    from skimage import data
+
+    r = estimate(data.immunohistochemistry(), model_dir)
+    phys = r["physical"]["magnification"]
+    cnn = r["fusion"]["magnification"]
+    assert phys is not None
+    ratio = max(phys / cnn, cnn / phys) if cnn > 0 else float("inf")  # a tiny model: any value
+    if r["method"] == "physical+fusion":
+        assert ratio <= 1.25 and "disagreement" not in r
+        assert r["magnification_continuous"] == pytest.approx((phys * cnn) ** 0.5)
+    else:
+        assert r["method"] == "physical" and ratio > 1.25
+        assert r["disagreement"]["fusion"] == pytest.approx(cnn)
+        assert r["magnification_continuous"] == pytest.approx(phys)
+    assert r["mpp_estimate"] == pytest.approx(10 / r["magnification_continuous"])

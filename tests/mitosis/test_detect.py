@@ -105,7 +105,7 @@ def test_cli_user_errors(mitosis_slides, tmp_path, capsys):
 def test_cli_on_a_slide_without_mpp(model_dir, mitosis_slides, tmp_path, capsys):
     import tifffile
 
-    from magnipath.magnification import suggest_mpp
+    from magnipath.magnification import closest_magnification, suggest_mpp
 
     region = (0.0, 0.0, 512.0, 512.0)
     with open_slide(mitosis_slides[1].slide) as s:
@@ -129,25 +129,26 @@ def test_cli_on_a_slide_without_mpp(model_dir, mitosis_slides, tmp_path, capsys)
     assert main([*detect_args, "--slide-mpp", str(2 * mpp)]) == 1  # coarser than the model
     assert "coarser than" in capsys.readouterr().err
 
-    # the same pixels three times as large: the estimate (40x, the top class) lets it run
+    # the same pixels twice as large: the estimate (finer than 40x) lets it run
     big = tmp_path / "big.tif"
-    tifffile.imwrite(big, np.repeat(np.repeat(rgb, 3, 0), 3, 1), tile=(128, 128),
+    tifffile.imwrite(big, np.repeat(np.repeat(rgb, 2, 0), 2, 1), tile=(128, 128),
                      photometric="rgb")
     expected, _ = suggest_mpp(big)
+    assert expected is not None and expected <= mpp
     assert main(["mitosis", "detect", str(big), "--model", str(model_dir), "--out",
                  str(tmp_path / "e.geojson"), "--slide-mpp", "estimate", "--json",
                  "--heatmap", str(tmp_path / "he")]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["slide_mpp"] == pytest.approx(expected) == pytest.approx(mpp)
-    assert out["slide_mpp_source"] == "estimated (baseline)"
-    assert out["slide_mpp_estimate"]["magnification"] == pytest.approx(10 / expected)
+    assert out["slide_mpp"] == pytest.approx(expected)
+    assert out["slide_mpp_source"] == "estimated (physical)"
+    assert out["slide_mpp_estimate"]["magnification"] == closest_magnification(10 / expected)
     meta = json.loads((tmp_path / "he.json").read_text())  # the heat map says it too
     assert meta["slide_mpp"] == pytest.approx(expected)
-    assert meta["slide_mpp_source"] == "estimated (baseline)"
+    assert meta["slide_mpp_source"] == "estimated (physical)"
     assert meta["slide_mpp_estimate"] == out["slide_mpp_estimate"]
 
     assert main(["mitosis", "evaluate", str(big), "--model", str(model_dir), "--points",
                  str(mitosis_slides[1].points), "--slide-mpp", "estimate", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["tiles"]["n"] > 0
-    assert res["slide_mpp"][str(big)]["mpp_source"] == "estimated (baseline)"
+    assert res["slide_mpp"][str(big)]["mpp_source"] == "estimated (physical)"

@@ -199,6 +199,9 @@ class InferenceWidget(JobWidget):
         def job(progress: Any, cancel: Any) -> dict:
             out = run_inference(slide, model, out_root, config, mpp=mpp, classes=classes,
                                 min_area_um2=min_area, progress=progress, cancel=cancel)
+            from magnipath.checkpoint import card_of, provenance_note
+
+            out["provenance"] = provenance_note(card_of(model), slide)
             stem = Path(out["result"].store).stem  # many polygons: triangulate them here
             out["objects_layer"] = build_layer(objects_layer_data(
                 out["objects"], mpp=mpp, name=f"{stem} objects", source=str(out["result"].store)))
@@ -218,7 +221,8 @@ class InferenceWidget(JobWidget):
         self.objects.value = self.objects_layer
         self.result = out
         self.say(f"{len(out['objects'])} objects; label map {res.out_shape[1]} x "
-                 f"{res.out_shape[0]} px at {res.target_mpp:g} µm/px in {res.store}")
+                 f"{res.out_shape[0]} px at {res.target_mpp:g} µm/px in {res.store}"
+                 + (f"\n{out['provenance']}" if out.get("provenance") else ""))
         show_info(f"Inference: {self.message}")
 
     def _objects(self) -> tuple[Any, list]:

@@ -20,7 +20,7 @@ import argparse
 from pathlib import Path
 
 from magnipath._errors import MagnipathError, SlideError
-from magnipath.cli.magnification import mpp_option, resolve_slide_mpp
+from magnipath.magnification import mpp_option, resolve_slide_mpp
 
 NAME = "infer"
 HELP = "whole-slide inference with a trained model"
@@ -194,6 +194,7 @@ def short_report(rep: dict) -> dict:
 
 
 def run(args: argparse.Namespace, progress) -> dict:
+    from magnipath.checkpoint import card_of, provenance_note
     from magnipath.infer import InferConfig, infer_slide, prediction_objects
 
     if args.cohort is not None:
@@ -229,6 +230,9 @@ def run(args: argparse.Namespace, progress) -> dict:
                  "windows_run": res.windows_run, "already_complete": res.already_complete,
                  "seconds": round(res.seconds, 2), "windows_per_s": round(res.windows_per_s, 2),
                  "device": res.device, **estimated}
+        note = provenance_note(card_of(args.model), slide)
+        if note:
+            entry["provenance"] = note
         if args.geojson or args.qupath_project is not None:
             objs = prediction_objects(res.store, classes=classes, min_area_um2=args.min_area,
                                       simplify_um=args.simplify, object_type=object_type,

@@ -1,9 +1,10 @@
 """Estimate the magnification of images that have no metadata (Otálora et al.).
 
 Actions:
-  estimate IMAGE...      magnification of PNG/JPEG/TIFF images of any size (centre crop or
-                         tissue tiles with a majority vote); without --model the non-learning
-                         baseline answers (Otsu nuclei, mean area -> calibration table)
+  estimate IMAGE...      magnification of PNG/JPEG/TIFF images of any size; by default the
+                         physical estimate (no training: the size of small dark round nuclei,
+                         lymphocytes of 5-8 µm, in pixels) with an interval, or "cannot
+                         estimate"; --model adds a CNN fusion model, used only where it agrees
   suggest-mpp SLIDE...   estimated level-0 µm/px of slides whose metadata has none
   make-data SLIDE...     224 px patches at 5, 8, 10, 15, 20, 30, 40x from 40x slides by
                          downsampling, split by slide (or --synthetic N slides)
@@ -23,9 +24,11 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
-from typing import Any
 
 from magnipath._errors import MagnipathError
+from magnipath.magnification._suggest import mpp_option, resolve_slide_mpp
+
+__all__ = ["mpp_option", "resolve_slide_mpp"]  # moved to the core; kept importable here
 
 NAME = "magnification"
 HELP = "estimate the magnification of images without metadata; make data, train, evaluate"
@@ -45,6 +48,12 @@ def _tta_flag(p: argparse.ArgumentParser) -> None:
                         "and mirror images (8 times faster, a little less accurate)")
 
 
+def _method_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", choices=("physical", "baseline"), default="physical",
+                   help="without --model: physical (default; nucleus sizes in µm, no "
+                        "training) or baseline (Otsu mean nucleus area, synthetic calibration)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     # accepted after the action too; SUPPRESS keeps a value given before the action
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -58,8 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e = sub.add_parser("estimate", help="estimate the magnification of images")
     e.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
                    help="PNG, JPEG or TIFF images (any size)")
-    e.add_argument("--model", type=Path, help="model folder from 'magnification train' "
-                   "(default: the baseline only)")
+    e.add_argument("--model", type=Path, help="CNN model folder from 'magnification train', "
+                   "combined with the physical estimate where they agree (default: none)")
+    _method_flag(e)
     e.add_argument("--mode", choices=("auto", "center", "tiles"), default="auto",
                    help="centre 224 px crop, or tissue tiles of 224 px with a vote (auto: tiles "
                         "when the image holds two or more)")
@@ -73,7 +83,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     s = sub.add_parser("suggest-mpp", help="estimate the µm/px of slides without metadata")
     s.add_argument("slides", nargs="+", type=Path, metavar="SLIDE", help="whole-slide images")
-    s.add_argument("--model", type=Path, help="model folder (default: the baseline only)")
+    s.add_argument("--model", type=Path, help="CNN model folder, combined with the physical "
+                   "estimate where they agree (default: none)")
+    _method_flag(s)
     s.add_argument("--tiles", type=int, default=16, help="tissue tiles of 224 px to vote")
     s.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
     _common(s)
@@ -158,57 +170,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _common(v)
 
 
-def resolve_slide_mpp(option: float | Any | None, slide: Path,
-                      progress=None) -> tuple[float | None, dict]:
-    """The level-0 µm/px to open ``slide`` with, from an :func:`mpp_option` value.
-
-    Returns
-    -------
-    (float or None, dict)
-        ``(None, {})`` without an option (the file's own mpp is used);
-        ``(value, {"mpp": value, "mpp_source": "override"})`` for a number; for
-        ``estimate[:MODEL_DIR]``: ``(None, {})`` when the file gives an mpp (it is
-        kept), else the estimate and what to record about it (``mpp``,
-        ``mpp_source`` such as ``"estimated (baseline)"``, ``mpp_estimate``).
-    """
-    if option is None:
-        return None, {}
-    if isinstance(option, float):
-        return option, {"mpp": option, "mpp_source": "override"}
-    mpp, source, details = option.resolve(slide, progress=progress)
-    if details is None:  # the file gives one: no estimate needed
-        return None, {}
-    return mpp, {"mpp": mpp, "mpp_source": source,
-                 "mpp_estimate": {k: details.get(k) for k in
-                                  ("magnification", "method", "votes", "n_tiles", "note")}}
-
-
-def mpp_option(text: str) -> float | Any:
-    """argparse type of an mpp option: a number of µm/px, or ``estimate[:MODEL_DIR]``.
-
-    Returns
-    -------
-    float or MppEstimate
-        The number (> 0), or a :class:`~magnipath.magnification._suggest.MppEstimate`
-        request (the baseline, or the model folder after the colon).
-    """
-    from magnipath.magnification._suggest import MppEstimate
-
-    try:
-        request = MppEstimate.parse(text)
-    except MagnipathError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if request is not None:
-        return request
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give µm per pixel (0.25 = 40x, 0.5 = 20x), or 'estimate' / "
-            "'estimate:MODEL_DIR' to estimate it from the pixels of slides without one")
-    return value
+def _answer_line(r: dict) -> str:
+    """One readable line: the estimate with its interval, or why there is none."""
+    if r.get("mpp_estimate") is None:
+        return f"cannot estimate: {r.get('cannot_estimate') or r.get('note', 'no estimate')}"
+    line = (f"about {r['magnification']:g}x ({r['mpp_estimate']:.3g} µm/px, "
+            f"{r['magnification_continuous']:.3g}x), an estimate by {r['method']}")
+    iv = (r.get("physical") or {}).get("mpp_interval")
+    if iv and r["method"] == "physical":
+        line += f"; 95 % interval {iv[0]:.3g}-{iv[1]:.3g} µm/px"
+    if r.get("disagreement"):
+        line += f"; {r['disagreement']['note']}"
+    return line
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -227,16 +200,19 @@ def run(args: argparse.Namespace, progress) -> dict:
             if args.model else None
         out = []
         for path in args.images:
-            r = mg.estimate(path, model, mode=args.mode, max_tiles=args.max_tiles,
+            r = mg.estimate(path, model, method=args.method, mode=args.mode,
+                            max_tiles=args.max_tiles,
                             alpha=args.alpha, tta=not args.no_tta, progress=progress)
-            out.append({"image": str(path), **r})
+            out.append({"image": str(path), "answer": _answer_line(r), **r})
         return {"estimates": out} if len(out) > 1 else out[0]
     if args.action == "suggest-mpp":
         model = mg.load_model(args.model, device=args.device) if args.model else None
         res = []
         for path in args.slides:
-            mpp, details = mg.suggest_mpp(path, model, n_tiles=args.tiles, progress=progress)
-            entry = {"slide": str(path), "mpp_estimate": mpp, **details}
+            mpp, details = mg.suggest_mpp(path, model, method=args.method, n_tiles=args.tiles,
+                                          progress=progress)
+            entry = {"slide": str(path), "answer": _answer_line(details), "mpp_estimate": mpp,
+                     **details}
             if mpp is not None:
                 entry["use"] = (f"an estimate: check it, then e.g. 'magnipath infer "
                                 f"{shlex.quote(str(path))} --mpp {mpp:.4g} ...' (tile: "

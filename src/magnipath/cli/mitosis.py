@@ -34,7 +34,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _slide_mpp_arg(p: argparse.ArgumentParser) -> None:
-    from magnipath.cli.magnification import mpp_option
+    from magnipath.magnification import mpp_option
 
     p.add_argument("--slide-mpp", type=mpp_option, metavar="UM|estimate[:MODEL_DIR]",
                    help="level-0 µm/px of slides whose file gives none (0.25 = 40x), or "
@@ -123,7 +123,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _sources(slides: list[Path], args: argparse.Namespace, progress=None,
              record: dict | None = None) -> list:
     """The slides with their points and slide mpp (``record`` collects what was estimated)."""
-    from magnipath.cli.magnification import resolve_slide_mpp
+    from magnipath.magnification import resolve_slide_mpp
     from magnipath.mitosis import MitosisSource, load_points
     from magnipath.synth import sidecar_paths
 
@@ -210,7 +210,7 @@ def _run(args: argparse.Namespace, progress) -> dict:
                "epochs": summary["epochs"], "last_epoch": last, "seconds": summary["seconds"]}
         return {**res, "slide_mpp": said} if said else res
     if args.action == "detect":
-        from magnipath.cli.magnification import resolve_slide_mpp
+        from magnipath.magnification import resolve_slide_mpp
 
         slide_mpp, said = resolve_slide_mpp(args.slide_mpp, args.slide, progress)
         try:

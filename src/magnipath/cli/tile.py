@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from magnipath._errors import SlideError, TilingError
-from magnipath.cli.magnification import mpp_option, resolve_slide_mpp
+from magnipath.magnification import mpp_option, resolve_slide_mpp
 from magnipath.progress import ProgressCallback
 
 if TYPE_CHECKING:
@@ -327,7 +327,7 @@ def run(args: argparse.Namespace, progress: ProgressCallback) -> dict:
 def _estimate_mpps(sources: list, request, progress: ProgressCallback) -> dict[str, dict]:
     """Estimated level-0 mpp of the sources whose files give none, by slide id.
 
-    Each entry is what :func:`magnipath.cli.magnification.resolve_slide_mpp` records
+    Each entry is what :func:`magnipath.magnification.resolve_slide_mpp` records
     (``mpp``, ``mpp_source`` such as ``"estimated (baseline)"``, ``mpp_estimate``), as
     in the summaries of ``magnipath infer`` and ``magnipath mitosis``.
     """

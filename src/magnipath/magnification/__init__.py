@@ -11,12 +11,18 @@ magnification; this package estimates it from the pixels:
   closest), DenseNet-121 from scratch or ShallowNet;
 - the fusion ``alpha * area + (1 - alpha) * direct`` (alpha = 0.2) is mapped to
   the closest class, and the continuous value is kept;
+- :func:`physical_estimate` (the default of :func:`estimate` and
+  :func:`suggest_mpp`): no training; the LoG size of the darkest round nuclei
+  (small lymphocytes, 5-8 µm) on the haematoxylin channel gives µm/px with an
+  interval, or "cannot estimate" (:class:`CannotEstimate`);
 - the non-learning baseline (Otsu nuclei on the haematoxylin channel, mean
   area of blobs not touching the border and larger than 20 px, calibration
-  table) works without any model;
+  table) is kept as ``method="baseline"``;
 - :func:`evaluate` gives Cohen's kappa, F1 and confusion matrices;
 - :func:`estimate` answers for any PNG/JPEG/TIFF or array, :func:`suggest_mpp`
-  for a slide without mpp. Their answers are estimates and say so.
+  for a slide without mpp, through one code path (:func:`estimate_regions`);
+  with a model the CNN fusion is combined with the physical estimate only where
+  they agree. Their answers are estimates and say so.
 
 Magnification is ``10 / mpp`` (40x = 0.25 µm/px).
 
@@ -56,6 +62,13 @@ from magnipath.magnification._nuclei import (
     haematoxylin,
     nucleus_mask,
 )
+from magnipath.magnification._physical import (
+    LYMPHOCYTE_LOG_DIAMETER_UM,
+    CannotEstimate,
+    PhysicalEstimate,
+    nucleus_blobs,
+    physical_estimate,
+)
 from magnipath.magnification._predict import (
     MagnificationModel,
     estimate,
@@ -65,11 +78,14 @@ from magnipath.magnification._predict import (
     read_image,
     summarise,
 )
+from magnipath.magnification._regions import estimate_regions
 from magnipath.magnification._suggest import (
     ESTIMATED,
     MppEstimate,
     estimate_source,
     file_mpp,
+    mpp_option,
+    resolve_slide_mpp,
     suggest_mpp,
 )
 from magnipath.magnification._train import MagTrainConfig, fit_regressor, train
@@ -78,9 +94,11 @@ __all__ = [
     "ALPHA",
     "DEFAULT_TABLE",
     "ESTIMATED",
+    "LYMPHOCYTE_LOG_DIAMETER_UM",
     "MAGNIFICATIONS",
     "PATCH",
     "AreaTable",
+    "CannotEstimate",
     "MagDataConfig",
     "MagDataset",
     "MagSource",
@@ -88,6 +106,7 @@ __all__ = [
     "MagnificationError",
     "MagnificationModel",
     "MppEstimate",
+    "PhysicalEstimate",
     "baseline_area",
     "baseline_areas",
     "calibrate_baseline",
@@ -95,6 +114,7 @@ __all__ = [
     "closest_magnification",
     "complete_blob_areas",
     "estimate",
+    "estimate_regions",
     "estimate_source",
     "evaluate",
     "file_mpp",
@@ -104,11 +124,15 @@ __all__ = [
     "image_patches",
     "load_model",
     "make_dataset",
+    "mpp_option",
+    "nucleus_blobs",
     "nucleus_mask",
     "open_dataset",
     "patch_at",
+    "physical_estimate",
     "predict_patches",
     "read_image",
+    "resolve_slide_mpp",
     "source_size",
     "suggest_mpp",
     "summarise",

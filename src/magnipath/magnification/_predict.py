@@ -16,7 +16,6 @@ import numpy as np
 
 from magnipath.magnification._baseline import DEFAULT_TABLE, baseline_areas
 from magnipath.magnification._core import (
-    MAGNIFICATIONS,
     PATCH,
     AreaTable,
     MagnificationError,
@@ -301,9 +300,9 @@ def summarise(pred: dict[str, np.ndarray]) -> dict:
 
 
 def estimate(image: str | os.PathLike | np.ndarray, model: str | os.PathLike |
-             MagnificationModel | None = None, *, mode: str = "auto", max_tiles: int = 16,
-             alpha: float | None = None, device: str = "cpu", tta: bool = True,
-             progress: ProgressCallback | None = None,
+             MagnificationModel | None = None, *, method: str = "physical", mode: str = "auto",
+             max_tiles: int = 16, alpha: float | None = None, device: str = "cpu",
+             tta: bool = True, progress: ProgressCallback | None = None,
              cancel: CancelCallback | None = None) -> dict:
     """Estimate the magnification of an image without metadata (figure, screenshot, export).
 
@@ -312,11 +311,15 @@ def estimate(image: str | os.PathLike | np.ndarray, model: str | os.PathLike |
     image : path or numpy.ndarray
         PNG/JPEG/TIFF file or a ``(y, x, 3)`` array, any size.
     model : path or MagnificationModel, optional
-        A trained model folder; without one only the baseline (Otsu nuclei and
-        :data:`DEFAULT_TABLE`) answers.
+        A trained CNN fusion model; combined with the physical estimate only
+        where the two agree, else the disagreement is reported
+        (:func:`~magnipath.magnification._regions.estimate_regions`).
+    method : {"physical", "baseline"}
+        Without a model: nucleus sizes in µm (default; no training,
+        :mod:`~magnipath.magnification._physical`) or Otálora's Otsu baseline.
     mode : {"auto", "center", "tiles"}
-        Centre 224 px crop, or up to ``max_tiles`` tissue tiles of 224 px with
-        a majority vote; ``"auto"`` uses tiles when the image holds two or more.
+        How the model and the baseline cut 224 px tiles (the physical estimate
+        uses all pixels, or the blocks with most tissue of large images).
     alpha : float, optional
         Fusion weight (default: the model's, 0.2).
     device : str
@@ -328,22 +331,27 @@ def estimate(image: str | os.PathLike | np.ndarray, model: str | os.PathLike |
     Returns
     -------
     dict
-        ``magnification`` (the class), ``magnification_continuous``,
-        ``mpp_estimate`` (µm/px of the image = 10 / magnification),
-        ``is_estimate`` (always True), ``method`` (``"fusion"`` or
-        ``"baseline"``), ``votes`` (class -> number of tiles), per-method
-        details (``direct``, ``area``, ``fusion``, ``baseline``), ``mode``,
-        ``n_tiles``, ``tile_boxes`` (image pixels ``(x, y, w, h)``) and ``image_shape``.
+        ``magnification`` (the class; None when it cannot estimate),
+        ``magnification_continuous``, ``mpp_estimate`` (µm/px of the image =
+        10 / magnification), ``is_estimate`` (always True), ``method``
+        (``"physical"``, ``"physical+fusion"``, ``"fusion"`` or ``"baseline"``),
+        ``physical`` (size ruler details, interval, confidence),
+        ``cannot_estimate`` (the reason, when there is no answer),
+        ``disagreement`` (model vs physical), ``region_boxes`` (image pixels
+        ``(x, y, w, h)``), ``tile_boxes`` and ``n_tiles`` (the 224 px tiles of a
+        model or the baseline, else the regions) and ``image_shape``.
     """
+    from magnipath.magnification._regions import estimate_regions, image_regions
+
     img = read_image(image) if isinstance(image, str | os.PathLike) else as_rgb(image)
+    if min(img.shape[:2]) < 32:
+        raise MagnificationError(f"the image is {img.shape[1]} x {img.shape[0]} px; at least "
+                                 "32 px a side is needed.")
     if isinstance(model, str | os.PathLike):
         model = load_model(model, device=device)
-    size = int(model.card.get("patch", PATCH)) if model is not None else PATCH
-    patches, boxes, used = image_patches(img, mode=mode, max_tiles=max_tiles, patch=size)
-    pred = predict_patches(patches, model, alpha=alpha, tta=tta, progress=progress,
+    regions, boxes = image_regions(img)
+    res = estimate_regions(regions, model, method=method, boxes=boxes, mode=mode,
+                           max_tiles=max_tiles, alpha=alpha, tta=tta, progress=progress,
                            cancel=cancel)
-    res = summarise(pred)
-    res.update(tta=bool(tta and model is not None), mode=used, n_tiles=len(boxes),
-               tile_boxes=[list(b) for b in boxes], image_shape=list(img.shape[:2]),
-               classes=list(MAGNIFICATIONS))
+    res.update(region_boxes=[list(b) for b in boxes], image_shape=list(img.shape[:2]))
     return res

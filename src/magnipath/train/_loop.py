@@ -27,7 +27,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from magnipath._errors import ModelError
-from magnipath.checkpoint import ModelCard, load_checkpoint, save_checkpoint, update_card
+from magnipath.checkpoint import (
+    ModelCard,
+    load_checkpoint,
+    save_checkpoint,
+    training_data_from_slides,
+    update_card,
+)
 from magnipath.device import amp_dtype, describe_device, needs_grad_scaler, resolve_device
 from magnipath.progress import CancelCallback, ProgressCallback, check_cancel, report
 from magnipath.train._config import TrainConfig, resolve_balance
@@ -220,7 +226,10 @@ def train(dataset: Any, out_dir: str | Path, config: TrainConfig | None = None, 
     card = ModelCard(arch=cfg.arch, arch_kwargs=dict(getattr(model, "arch_kwargs", {})),
                      class_map=class_map.to_dict(), geometry=used_geometry.to_dict(),
                      train_config=cfg.to_dict(), seed=cfg.seed,
-                     dataset=_dataset_identity(ds, used_geometry.to_dict(), plan, val_split))
+                     dataset=_dataset_identity(ds, used_geometry.to_dict(), plan, val_split),
+                     training_data=training_data_from_slides(
+                         {x["slide_id"]: x.get("path", "") for x in ds.manifest.get("slides", [])
+                          if x.get("split") == "train"}))
     history: list[dict] = []
     best: dict | None = None
     start = 1
