@@ -227,3 +227,24 @@ def test_batch_size_auto_is_the_cpu_default_on_a_cpu(infer_slide_file, tmp_path)
 def test_bad_pipeline_settings_are_refused(field, value, match):
     with pytest.raises(InferError, match=match):
         InferConfig(**{field: value}).check(32)
+
+
+def test_cli_takes_batch_size_auto_and_device_decode(jpeg_slide, tmp_path, capsys):
+    import json
+
+    from magnipath.cli import main
+    from magnipath.geometry import TileGeometry
+    from magnipath.synth import SYNTH_CLASSES
+
+    from .conftest import constant_model_dir
+
+    model = constant_model_dir(tmp_path / "m", SYNTH_CLASSES.index_of("TLS"),
+                               classes=SYNTH_CLASSES, geometry=TileGeometry.single(1.0, 64))
+    code = main(["infer", str(jpeg_slide), "--model", str(model), "--out", str(tmp_path / "p"),
+                 "--batch-size", "auto", "--decode", "device", "--no-tissue-mask", "--json"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    (entry,) = json.loads(out)["slides"]
+    assert entry["windows_run"] == 8  # 256 x 128 label px at 1 µm/px in 64 px windows
+    with pytest.raises(SystemExit):
+        main(["infer", str(jpeg_slide), "--model", str(model), "--batch-size", "many"])

@@ -44,8 +44,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-amp", action="store_true",
                    help="float32 throughout: no mixed precision (bf16/fp16 on CUDA, bf16 on "
                         "CPUs with AMX or AVX512-BF16)")
-    p.add_argument("--batch-size", type=int, default=8,
-                   help="windows per batch (count, default 8)")
+    p.add_argument("--batch-size", type=_batch_size, default=8,
+                   help="windows per batch (count, default 8), or 'auto': from the free GPU "
+                        "memory on CUDA, 8 elsewhere")
+    p.add_argument("--decode", choices=["cpu", "device", "auto"], default="cpu",
+                   help="where JPEG tiles are decoded: cpu (default), device (batched on the "
+                        "GPU with nvJPEG; other codecs fall back to cpu), auto (device on CUDA)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (GPU runs of many windows)")
     p.add_argument("--stride", type=int, default=None,
                    help="window step in target pixels at the model's resolution (default: the "
                         "window size, no overlap); overlapping windows are blended")
@@ -108,6 +114,16 @@ def _region(text: str | None) -> tuple[float, float, float, float] | None:
     return (x, y, w, h)
 
 
+def _batch_size(text: str) -> int | str:
+    """``--batch-size``: a whole number or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number or 'auto'") from None
+
+
 def run(args: argparse.Namespace, progress) -> dict:
     from magnipath.infer import InferConfig, infer_slide, prediction_objects
 
@@ -115,7 +131,7 @@ def run(args: argparse.Namespace, progress) -> dict:
                       amp=not args.no_amp, tissue_mask=not args.no_tissue_mask,
                       min_tissue=args.min_tissue, region=_region(args.region),
                       probabilities=args.probabilities, workers=args.workers,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, decode=args.decode, compile=args.compile)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     object_type = args.object_type.rstrip("s")
     results = []
