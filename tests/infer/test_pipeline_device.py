@@ -71,10 +71,10 @@ def test_cuda_auto_batch_and_nvjpeg_decode_give_the_cpu_labels(tmp_path):
 
 @pytest.mark.gpu
 @cuda
-def test_cuda_bf16_with_compile_runs_and_mostly_agrees(infer_slide_file, tmp_path):
+def test_cuda_bf16_runs_and_mostly_agrees_with_float32(infer_slide_file, tmp_path):
     common = dict(batch_size=4, chunk=64, tissue_mask=False, region=(0.0, 0.0, 600.0, 300.0))
     a = infer_slide(infer_slide_file.slide, _model(), tmp_path / "f32",
                     InferConfig(device="cuda", amp=False, **common))
     b = infer_slide(infer_slide_file.slide, _model(), tmp_path / "bf16",
-                    InferConfig(device="cuda", amp=True, compile=True, **common))
+                    InferConfig(device="cuda", amp=True, **common))
     assert (_labels(a.store) != _labels(b.store)).mean() < 0.02

@@ -82,8 +82,17 @@ def _model_for(model, compile_model: bool):
     kernel launches; the first batches pay the compile time)."""
     if not compile_model:
         return model
+    import importlib.util
+    import sys
+
     import torch
 
+    triton_hidden = "triton" in sys.modules and sys.modules["triton"] is None
+    if str(next(model.parameters(), torch.empty(0)).device).startswith("cuda") and (
+            triton_hidden or importlib.util.find_spec("triton") is None):
+        raise InferError("compile: torch.compile on CUDA needs triton, which is not usable in "
+                         "this process (napari's process hides it); run without compile, or "
+                         "from the command line (magnipath infer --compile)")
     return torch.compile(model, dynamic=False)
 
 
