@@ -107,10 +107,12 @@ def test_a_failing_read_in_a_reader_thread_surfaces_once_and_stops_the_threads(j
     with open(bad, "r+b") as f:  # garbage over the middle of one tile's JPEG stream
         f.seek(offsets[i] + 2)
         f.write(b"\xff\xd9" + b"\x00" * (counts[i] - 4))
-    cfg = InferConfig(batch_size=2, workers=3, pipeline_depth=2, tissue_mask=False)
-    with pytest.raises(SlideError, match="tile"):
-        infer_slide(bad, _model(0.25, 64), tmp_path / "out", cfg)
-    assert not _magnipath_threads()
+    for decode in ("cpu", "device"):
+        cfg = InferConfig(batch_size=2, workers=3, pipeline_depth=2, tissue_mask=False,
+                          decode=decode)
+        with pytest.raises(SlideError, match="tile"):
+            infer_slide(bad, _model(0.25, 64), tmp_path / decode, cfg)
+        assert not _magnipath_threads()
 
 
 def test_stitcher_error_is_raised_once_and_never_blocks_the_producer():

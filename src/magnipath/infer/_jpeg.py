@@ -26,6 +26,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from magnipath._errors import SlideError
 from magnipath.geometry import TileGeometry
 
 __all__ = ["JpegBatchReader", "jpeg_levels_supported"]
@@ -156,11 +157,13 @@ class JpegBatchReader:
         self.levels = [_Level(p, self._fd) for p in slide._pages]
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="magnipath-jpeg")
         self._lock = threading.Lock()
+        self._local = threading.local()
         self.read_s = 0.0  # raw byte reads, summed over threads
         self.decode_s = 0.0  # decode call (on CUDA: until the decoded tiles are ready)
         self.assemble_s = 0.0
         self.n_read = 0
         self.n_tiles = 0
+        self.n_fallback = 0  # batches that nvJPEG refused (decoded on the CPU instead)
 
     # -- geometry -------------------------------------------------------------------------
     def target_box(self, row: int, col: int):
@@ -204,7 +207,6 @@ class JpegBatchReader:
         device, zero outside the slide."""
         import torch
 
-        ImageReadMode, decode_jpeg = _torchvision_io()
         g = self.geometry
         size = g.target_size
         plans = []
@@ -213,6 +215,23 @@ class JpegBatchReader:
             plans.append([self._plan(b, inp.mpp, size)
                           for b, inp in zip(boxes, g.inputs, strict=True)])
         need = sorted({(p[0], t) for ps in plans for p in ps for t in self._tiles_of(*p[:5])})
+        if self.device.type == "cuda":
+            # this thread's own stream: decoding overlaps the forward on the compute stream
+            stream = getattr(self._local, "stream", None)
+            if stream is None:
+                stream = self._local.stream = torch.cuda.Stream(self.device)
+            with torch.cuda.stream(stream):
+                out = self._read(windows, plans, need)
+            stream.synchronize()  # only this stream: the batch is complete when returned
+            return out
+        return self._read(windows, plans, need)
+
+    def _read(self, windows, plans, need):
+        import torch
+
+        ImageReadMode, decode_jpeg = _torchvision_io()
+        g = self.geometry
+        size = g.target_size
         t0 = time.perf_counter()
         raws = [self.levels[lv].raw(t) for lv, t in need]
         t1 = time.perf_counter()
@@ -220,11 +239,25 @@ class JpegBatchReader:
         decoded: dict[tuple[int, int], torch.Tensor] = {}
         if present:
             data = [torch.frombuffer(bytearray(raws[i]), dtype=torch.uint8) for i in present]
-            imgs = decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
+            try:
+                imgs = decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
+            except RuntimeError:
+                # a stream the batched decoder refuses (nvJPEG: an unusual sampling; or a
+                # damaged tile): one by one with libjpeg-turbo, naming a damaged tile
+                imgs = []
+                for i, x in zip(present, data, strict=True):
+                    try:
+                        imgs.append(decode_jpeg(x, mode=ImageReadMode.RGB).to(self.device))
+                    except RuntimeError as e:
+                        lv, t = need[i]
+                        raise SlideError(f"{self.slide.path}: tile {t} of level {lv} cannot be "
+                                         f"decoded ({e}); the file is corrupt or "
+                                         "truncated.") from e
+                self.n_fallback += 1
             for i, img in zip(present, imgs, strict=True):
                 decoded[need[i]] = img
         if self.device.type == "cuda":
-            torch.cuda.current_stream(self.device).synchronize()
+            torch.cuda.current_stream(self.device).synchronize()  # this thread's stream
         t2 = time.perf_counter()
         out = torch.zeros((len(windows), g.n_inputs, size, size, 3), dtype=torch.uint8,
                           device=self.device)

@@ -111,13 +111,31 @@ class DeviceStage:
         self.cuda = device.type == "cuda"
         self.copy_stream = torch.cuda.Stream(device) if self.cuda else None
         self.times = StageTimes()
+        # normalisation constants made once, on the device: a per-batch torch.tensor(...,
+        # device="cuda") copies from pageable memory, which waits for the stream (the
+        # previous forward) and would stall the pipeline
+        from magnipath.checkpoint import DEFAULT_NORMALISATION
+
+        norm = card.normalisation or DEFAULT_NORMALISATION
+        self.scale = float(norm.get("scale", 1 / 255))
+        self.mean = torch.tensor(norm["mean"], dtype=torch.float32).view(1, 1, 3, 1, 1).to(device)
+        self.std = torch.tensor(norm["std"], dtype=torch.float32).view(1, 1, 3, 1, 1).to(device)
+
+    def normalize(self, images) -> list:
+        """The model inputs of a uint8 ``(B, n_inputs, S, S, 3)`` batch on the device: the
+        arithmetic of :func:`magnipath.checkpoint.normalize_inputs`, step for step (same
+        float32 values), with constants kept on the device."""
+        import torch
+
+        x = images.permute(0, 1, 4, 2, 3).float() * self.scale
+        x = (x - self.mean) / self.std
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return [x[:, k].contiguous(memory_format=fmt) for k in range(x.shape[1])]
 
     def launch(self, host, n: int, keys: list) -> InFlight:
         """Start batch ``host[:n]`` (uint8 ``(B, n_inputs, S, S, 3)``; on the host or,
         already decoded, on the device) and return without waiting for the device."""
         import torch
-
-        from magnipath.checkpoint import normalize_inputs
 
         t0 = time.perf_counter()
         batch = host[:n]
@@ -125,8 +143,9 @@ class DeviceStage:
         if self.cuda:
             compute = torch.cuda.current_stream(self.device)
             ev = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
-            if batch.device.type == "cuda":
+            if batch.device.type == "cuda":  # decoded on the device, on the reader's stream
                 images = batch
+                images.record_stream(compute)
                 ev[0].record(compute)
                 ev[1].record(compute)
             else:
@@ -143,8 +162,7 @@ class DeviceStage:
         t1 = time.perf_counter()
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp_dtype,
                                                     enabled=self.amp_dtype is not None):
-            logits = self.model(normalize_inputs(images, self.card.normalisation,
-                                                 channels_last=self.channels_last))
+            logits = self.model(self.normalize(images))
             if not self.checked:
                 self.check(logits, n)
                 self.checked = True
