@@ -250,3 +250,34 @@ def test_cli_takes_batch_size_auto_and_device_decode(jpeg_slide, tmp_path, capsy
     assert entry["windows_run"] == 8  # 256 x 128 label px at 1 µm/px in 64 px windows
     with pytest.raises(SystemExit):
         main(["infer", str(jpeg_slide), "--model", str(model), "--batch-size", "many"])
+
+
+def test_device_decode_of_rgb_colour_space_jpeg_tiles_equals_the_slide_reader(tmp_path):
+    """Aperio-style tiles: JPEG in the RGB colour space (TIFF photometric RGB)."""
+    import tifffile
+
+    from magnipath.geometry import TileGeometry
+    from magnipath.infer import WindowReader
+    from magnipath.infer._jpeg import JpegBatchReader, jpeg_levels_supported
+
+    rng = np.random.default_rng(0)
+    img = np.empty((512, 512, 3), np.uint8)
+    img[...] = (200, 50, 120)
+    img[::5] = rng.integers(0, 256, (103, 512, 3), dtype=np.uint8)
+    path = tmp_path / "rgb.tif"
+    tifffile.imwrite(path, img, tile=(256, 256), compression="jpeg", photometric="rgb",
+                     compressionargs={"level": 90, "outcolorspace": "rgb"},
+                     resolution=(40000, 40000), resolutionunit="CENTIMETER")
+    g = TileGeometry.single(0.25, 64)
+    with open_slide(path) as s:
+        assert s._pages[0].keyframe.photometric == 2  # RGB, not YCbCr
+        assert jpeg_levels_supported(s) is None
+        jr = JpegBatchReader(s, g, (0.0, 0.0), 1.0, torch.device("cpu"))
+        wr = WindowReader(s, g, (0.0, 0.0), 1.0, 1)
+        wins = [(r, c) for r in range(0, 512, 96) for c in range(0, 512, 160)]
+        try:
+            np.testing.assert_array_equal(jr.read_batch(wins).numpy(),
+                                          np.stack([wr.read(r, c) for r, c in wins]))
+        finally:
+            jr.close()
+            wr.close()

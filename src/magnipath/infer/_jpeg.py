@@ -53,6 +53,45 @@ def jpeg_levels_supported(slide) -> str | None:
         _torchvision_io()
     except ImportError:
         return "torchvision is not installed"
+    return _probe_colours(pages[0])
+
+
+def _probe_colours(page) -> str | None:
+    """None when torchvision decodes the level's first stored tile to tifffile's pixels.
+
+    A JPEG stream does not always say its colour space (Aperio's RGB tiles carry
+    no JFIF/Adobe marker; tifffile knows it from the TIFF tags and tells the
+    decoder, torchvision cannot), so one tile is decoded both ways first; more
+    than decoder rounding apart means "decode on the CPU".
+    """
+    import numpy as np
+    import torch
+
+    ImageReadMode, decode_jpeg = _torchvision_io()
+    key = page.keyframe
+    fh = page.parent.filehandle
+    stored = [i for i, (off, n) in enumerate(zip(page.dataoffsets, page.databytecounts,
+                                                   strict=True)) if off and n]
+    if not stored:
+        return None  # no stored tile: nothing to decode either way
+    index = stored[0]
+    off, n = page.dataoffsets[index], page.databytecounts[index]
+    with page.parent.filehandle.lock:
+        fh.seek(off)
+        data = fh.read(n)
+    ref, _, _ = key.decode(data, index, jpegtables=page.jpegtables, jpegheader=key.jpegheader)
+    ref = np.asarray(ref).reshape(ref.shape[-3:])[..., :3]
+    tables = page.jpegtables
+    full = bytes(tables)[:-2] + data[2:] if tables and len(tables) > 4 else data
+    try:
+        img = decode_jpeg(torch.frombuffer(bytearray(full), dtype=torch.uint8),
+                          mode=ImageReadMode.RGB)
+    except RuntimeError as e:
+        return f"torchvision cannot decode its tiles ({e})"
+    got = img.permute(1, 2, 0).numpy()
+    if got.shape != ref.shape or np.abs(got.astype(int) - ref.astype(int)).mean() > 1.0:
+        return ("torchvision decodes its tiles to other colours than tifffile (a JPEG "
+                "colour space the stream does not state)")
     return None
 
 
