@@ -73,7 +73,8 @@ def test_deep_pipeline_keeps_batch_order(infer_slide_file, tmp_path, probabiliti
 def test_cancel_with_batches_in_flight_then_resume_equals_a_full_run(infer_slide_file,
                                                                      tmp_path):
     cfg = InferConfig(chunk=64, batch_size=4, pipeline_depth=3, tissue_mask=False)
-    full = infer_slide(infer_slide_file.slide, _model(), tmp_path / "full", cfg)
+    model = _model()  # one card: its digest (creation time included) is in the run signature
+    full = infer_slide(infer_slide_file.slide, model, tmp_path / "full", cfg)
     calls = {"n": 0}
 
     def cancel() -> bool:
@@ -82,12 +83,12 @@ def test_cancel_with_batches_in_flight_then_resume_equals_a_full_run(infer_slide
 
     events = []
     with pytest.raises(Cancelled):
-        infer_slide(infer_slide_file.slide, _model(), tmp_path / "cut", cfg, cancel=cancel,
+        infer_slide(infer_slide_file.slide, model, tmp_path / "cut", cfg, cancel=cancel,
                     progress=events.append)
     # the 6 launched batches were retired (stitched) before the cancel was raised
     assert [e.done for e in events if e.stage == "infer"][-1] == 6 * 4
     assert not _magnipath_threads()
-    resumed = infer_slide(infer_slide_file.slide, _model(), tmp_path / "cut", cfg)
+    resumed = infer_slide(infer_slide_file.slide, model, tmp_path / "cut", cfg)
     assert 0 < resumed.n_resumed_chunks and resumed.windows_run < full.windows_run
     np.testing.assert_array_equal(_labels(full.store), _labels(resumed.store))
 
