@@ -146,3 +146,42 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return str(device)
+
+
+def configure_for_training(device: torch.device) -> dict:
+    """Backend switches for fast training on ``device``; a no-op on a CPU or MPS.
+
+    On CUDA: ``cudnn.benchmark`` (cuDNN times its convolution algorithms for the
+    first batch of each shape and keeps the fastest; training batches have one
+    shape) and TF32 matrix products and convolutions for float32 parts (Ampere
+    and newer; autocast covers the rest in bf16/fp16). Inference does not call
+    this: its float32 labels stay bit-identical to the CPU path's algorithms
+    only without TF32.
+
+    Returns
+    -------
+    dict
+        What was switched on (empty off CUDA), for the run's record.
+    """
+    import torch
+
+    if device.type != "cuda":
+        return {}
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    return {"cudnn_benchmark": True, "tf32": True}
+
+
+def loader_options(device: torch.device, workers: int) -> dict:
+    """``DataLoader`` keyword arguments that keep ``device`` fed.
+
+    Pinned memory (asynchronous host-to-device copies) on CUDA; persistent
+    workers, each preparing ``prefetch_factor`` batches ahead, when there are
+    workers (a GPU step of a few ms needs several batches ready).
+    """
+    opts: dict = {"num_workers": int(workers), "pin_memory": device.type == "cuda",
+                  "persistent_workers": workers > 0}
+    if workers > 0:
+        opts["prefetch_factor"] = 4 if device.type == "cuda" else 2
+    return opts

@@ -49,8 +49,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-amp", action="store_true",
                    help="float32 throughout: no mixed precision (bf16/fp16 on CUDA, bf16 on "
                         "CPUs with AMX or AVX512-BF16)")
-    p.add_argument("--batch-size", type=int, default=8,
-                   help="windows per batch (count, default 8)")
+    p.add_argument("--batch-size", type=_batch_size, default=8,
+                   help="windows per batch (count, default 8), or 'auto': from the free GPU "
+                        "memory on CUDA, 8 elsewhere")
+    p.add_argument("--decode", choices=["cpu", "device", "auto"], default="cpu",
+                   help="where JPEG tiles are decoded: cpu (default), device (batched on the "
+                        "GPU with nvJPEG; other codecs fall back to cpu), auto (device on CUDA)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (GPU runs of many windows)")
     p.add_argument("--stride", type=int, default=None,
                    help="window step in target pixels at the model's resolution (default: the "
                         "window size, no overlap); overlapping windows are blended")
@@ -167,13 +173,9 @@ def _cohort_slides(args) -> list:
 
 def _run_cohort(args: argparse.Namespace, progress) -> dict:
     from magnipath.cohort import infer_job, run_cohort
-    from magnipath.infer import InferConfig
 
     slides = _cohort_slides(args)
-    cfg = InferConfig(stride=args.stride, batch_size=args.batch_size, device=args.device,
-                      amp=not args.no_amp, tissue_mask=not args.no_tissue_mask,
-                      min_tissue=args.min_tissue, region=_region(args.region),
-                      probabilities=args.probabilities, overwrite=args.overwrite)
+    cfg = _infer_config(args)  # --workers counts dask workers here, not reader threads
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     job = infer_job(args.model, args.out, cfg, mpp=args.mpp, classes=classes,
                     min_area_um2=args.min_area, simplify_um=args.simplify,
@@ -193,19 +195,36 @@ def short_report(rep: dict) -> dict:
             "report": str(Path(rep["out"]) / "cohort.csv"), "slides": lines}
 
 
+def _batch_size(text: str) -> int | str:
+    """``--batch-size``: a whole number or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number or 'auto'") from None
+
+
+def _infer_config(args: argparse.Namespace, **extra):
+    """The :class:`~magnipath.infer.InferConfig` of the options (one slide or a cohort)."""
+    from magnipath.infer import InferConfig
+
+    return InferConfig(stride=args.stride, batch_size=args.batch_size, device=args.device,
+                       amp=not args.no_amp, tissue_mask=not args.no_tissue_mask,
+                       min_tissue=args.min_tissue, region=_region(args.region),
+                       probabilities=args.probabilities, overwrite=args.overwrite,
+                       decode=args.decode, compile=args.compile, **extra)
+
+
 def run(args: argparse.Namespace, progress) -> dict:
     from magnipath.checkpoint import card_of, provenance_note
-    from magnipath.infer import InferConfig, infer_slide, prediction_objects
+    from magnipath.infer import infer_slide, prediction_objects
 
     if args.cohort is not None:
         return _run_cohort(args, progress)
     if args.workers is None:
         args.workers = 2
-    cfg = InferConfig(stride=args.stride, batch_size=args.batch_size, device=args.device,
-                      amp=not args.no_amp, tissue_mask=not args.no_tissue_mask,
-                      min_tissue=args.min_tissue, region=_region(args.region),
-                      probabilities=args.probabilities, workers=args.workers,
-                      overwrite=args.overwrite)
+    cfg = _infer_config(args, workers=args.workers)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     object_type = args.object_type.rstrip("s")
     results = []

@@ -142,6 +142,27 @@ def _slide_meta(slide_meta: dict | None) -> dict:
                          f"no NaN): {e}") from None
 
 
+def _make_reader(cfg: InferConfig, s, geometry, origin, d, device):
+    """The window reader: device JPEG decoding when asked and possible, else threads."""
+    decode = cfg.decode
+    if decode == "auto":
+        decode = "device" if device.type == "cuda" else "cpu"
+    if decode == "device":
+        from magnipath.infer._jpeg import JpegBatchReader, jpeg_levels_supported
+
+        if jpeg_levels_supported(s) is None:
+            return JpegBatchReader(s, geometry, origin, d, device, workers=cfg.workers)
+    return WindowReader(s, geometry, origin, d, cfg.workers)
+
+
+def _batch_size(cfg: InferConfig, net, card, device, amp) -> int:
+    if cfg.batch_size != "auto":
+        return int(cfg.batch_size)
+    from magnipath.infer._batching import auto_batch_size
+
+    return auto_batch_size(net, card, device, amp, channels_last=amp is not None)
+
+
 def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
                 config: InferConfig | None = None, *, mpp: float | None = None,
                 slide_meta: dict | None = None,
@@ -255,7 +276,7 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
                           forward_seconds=0.0, already_complete=True)
         timings = {"setup_s": time.perf_counter() - t_start}
         keep = np.ones(len(plan.windows), bool)
-        reader = WindowReader(s, geometry, (region[0], region[1]), d, cfg.workers)
+        reader = _make_reader(cfg, s, geometry, (region[0], region[1]), d, device)
         try:
             if cfg.tissue_mask:
                 from magnipath.tissue import detect_tissue
@@ -266,9 +287,11 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
                 timings["tissue_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             report(progress, "infer", 0, None)
+            batch_size = _batch_size(cfg, net, card, device, amp)
             stats = run_windows(net, card, plan, store, keep, reader,
-                                batch_size=cfg.batch_size, device=device,
-                                amp_dtype=amp, fill=fill,
+                                batch_size=batch_size, device=device,
+                                amp_dtype=amp, fill=fill, compile_model=cfg.compile,
+                                depth=cfg.pipeline_depth,
                                 progress=progress, cancel=cancel)
             timings["run_s"] = time.perf_counter() - t0
         finally:
@@ -283,6 +306,9 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
         report(progress, "infer/pyramid", 1, 1)
         timings["pyramid_s"] = time.perf_counter() - t0
         timings.update(read_s_summed_over_threads=reader.read_s, **stats)
+        if hasattr(reader, "decode_s"):  # device JPEG decoding
+            timings.update(decode="device", decode_s=reader.decode_s,
+                           assemble_s=reader.assemble_s, tiles_decoded=reader.n_tiles)
         res = result(n_skipped=n_skipped, windows_per_s=0.0,
                      forward_seconds=stats["forward_s"], timings=timings,
                      windows_run=stats["windows_run"])

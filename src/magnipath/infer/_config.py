@@ -25,8 +25,9 @@ class InferConfig:
         Window step in target (output) pixels, ``1..target size``; default the
         target size (no overlap, DMMN). Overlapping windows are blended with a
         raised-cosine weight.
-    batch_size : int
-        Windows per forward pass.
+    batch_size : int or "auto"
+        Windows per forward pass; ``"auto"``: from the free GPU memory on CUDA
+        (:func:`~magnipath.infer._batching.auto_batch_size`), 8 elsewhere.
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     amp : bool
@@ -51,10 +52,23 @@ class InferConfig:
     chunk : int or None
         Output chunk side in target pixels (default ~1024; without overlap a
         multiple of the window).
+    pipeline_depth : int or None
+        Batches in flight on the device while the next one is prepared
+        (default: 2 on CUDA, 0 elsewhere, where the forward is synchronous).
+    compile : bool
+        ``torch.compile`` the model (worth it on a GPU for long runs; the first
+        batches pay the compile time).
+    decode : str
+        Where JPEG tiles are decoded: ``"cpu"`` (the slide reader, imagecodecs),
+        ``"device"`` (raw tile bytes decoded in batches by
+        ``torchvision.io.decode_jpeg`` on the run's device, nvJPEG on CUDA;
+        slides whose tiles are not JPEG fall back to ``"cpu"``), or ``"auto"``
+        (``"device"`` on CUDA, else ``"cpu"``). Pixels differ from the CPU
+        decoder's by JPEG decoder rounding (docs/gpu.md).
     """
 
     stride: int | None = None
-    batch_size: int = 8
+    batch_size: int | str = 8
     device: str = "auto"
     amp: bool = True
     tissue_mask: bool = True
@@ -64,6 +78,9 @@ class InferConfig:
     workers: int = 2
     overwrite: bool = False
     chunk: int | None = None
+    pipeline_depth: int | None = None
+    compile: bool = False
+    decode: str = "cpu"
 
     def check(self, target_size: int) -> int:
         """Validate the settings for a model of ``target_size`` px; return the stride.
@@ -80,8 +97,15 @@ class InferConfig:
         if not whole(stride) or not 1 <= stride <= target_size:
             raise InferError(f"stride {self.stride!r}: give a whole number of target pixels "
                              f"from 1 to the model's target size {target_size}")
-        if not whole(self.batch_size) or self.batch_size < 1:
-            raise InferError(f"batch size {self.batch_size!r}: give a whole number >= 1")
+        if self.batch_size != "auto" and (not whole(self.batch_size) or self.batch_size < 1):
+            raise InferError(f"batch size {self.batch_size!r}: give a whole number >= 1 "
+                             "or 'auto'")
+        if self.pipeline_depth is not None and (not whole(self.pipeline_depth)
+                                                or self.pipeline_depth < 0):
+            raise InferError(f"pipeline depth {self.pipeline_depth!r}: give a whole number "
+                             "of batches >= 0")
+        if self.decode not in ("cpu", "device", "auto"):
+            raise InferError(f"decode {self.decode!r}: choose 'cpu', 'device' or 'auto'")
         if not whole(self.workers) or self.workers < 1:
             raise InferError(f"workers {self.workers!r}: give a whole number of threads >= 1")
         if not 0.0 <= float(self.min_tissue) < 1.0:

@@ -34,7 +34,13 @@ from magnipath.checkpoint import (
     training_data_from_slides,
     update_card,
 )
-from magnipath.device import amp_dtype, describe_device, needs_grad_scaler, resolve_device
+from magnipath.device import (
+    amp_dtype,
+    configure_for_training,
+    describe_device,
+    needs_grad_scaler,
+    resolve_device,
+)
 from magnipath.progress import CancelCallback, ProgressCallback, check_cancel, report
 from magnipath.train._config import TrainConfig, resolve_balance
 from magnipath.train._data import EpochSampler, TileSamples, preload_tiles
@@ -207,6 +213,7 @@ def train(dataset: Any, out_dir: str | Path, config: TrainConfig | None = None, 
     table = plan.table({c.index: c.name for c in class_map.classes})
 
     device = resolve_device(cfg.device)
+    configure_for_training(device)  # cudnn.benchmark + TF32 on CUDA; nothing elsewhere
     amp = amp_dtype(device, cfg.amp)
     if cfg.amp and amp is None:
         warnings.append(f"--amp ignored: mixed precision needs CUDA or a CPU with native "
