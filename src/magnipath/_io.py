@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from qupath_bridge._perms import current_umask as _umask
+
 
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
@@ -40,20 +42,6 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
         os.replace(target, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where ``/proc`` allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write_text(final: str | os.PathLike, text: str) -> Path:

@@ -170,17 +170,11 @@ def tile_cohort(sources: Sequence, out: str | os.PathLike, *, config, class_map=
     """
     from magnipath.dataset import assign_splits
     from magnipath.tiling._labels import load_objects
-    from magnipath.tiling._make import _class_map_for
+    from magnipath.tiling._make import _class_map_for, checked_sources
 
     t0 = time.perf_counter()
     config.validate()
-    sources = list(sources)
-    if not sources:
-        raise TilingError("no slides given; pass at least one slide to tile")
-    ids = [s.id for s in sources]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
-    if dup:
-        raise TilingError(f"slide ids {dup} are used twice; give the slides distinct names")
+    sources = checked_sources(sources)
     if class_map is None:
         annotations = [load_objects(s.annotations, "annotations") for s in sources]
         class_map, _ = _class_map_for(annotations, sources, None, config)

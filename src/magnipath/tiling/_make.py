@@ -190,6 +190,19 @@ def _run_pipeline(jobs: list[_SlideJob], fn: Any, workers: int, window: int,
                 fut.cancel()
 
 
+def checked_sources(sources: Sequence[SlideSource]) -> list[SlideSource]:
+    """The sources as a list; refuses none at all and slide ids used twice (TilingError)."""
+    sources = list(sources)
+    if not sources:
+        raise TilingError("no slides given; pass at least one slide to tile")
+    ids = [s.id for s in sources]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise TilingError(f"slide ids {dup} are used twice; give the slides distinct file "
+                          "names (or distinct slide_id values)")
+    return sources
+
+
 def make_dataset(sources: Sequence[SlideSource], out: str | os.PathLike, *,
                  class_map: ClassMap | None = None, config: TilingConfig,
                  progress: ProgressCallback | None = None,
@@ -240,14 +253,7 @@ def make_dataset(sources: Sequence[SlideSource], out: str | os.PathLike, *,
     """
     t0 = time.perf_counter()
     config.validate()
-    sources = list(sources)
-    if not sources:
-        raise TilingError("no slides given; pass at least one slide to tile")
-    ids = [s.id for s in sources]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
-    if dup:
-        raise TilingError(f"slide ids {dup} are used twice; give the slides distinct file "
-                          "names (or distinct slide_id values)")
+    sources = checked_sources(sources)
     out = Path(out)
     _check_out(out)
     stride = stride_from(config.geometry.target_size, config.stride, config.overlap)
