@@ -59,6 +59,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probabilities", action="store_true",
                    help="also store per-class probabilities (uint8) in the zarr store")
     p.add_argument("--workers", type=int, default=2, help="reader threads (count, default 2)")
+    p.add_argument("--normalise-stain", "--normalize-stain", dest="normalise_stain",
+                   action="store_true",
+                   help="map the slide's H&E stain to the model's training stain (Macenko, one "
+                        "mapping per slide; needs a model trained with a stain reference)")
     p.add_argument("--mpp", type=mpp_option, default=None, metavar="UM|estimate[:MODEL_DIR]",
                    help="level-0 resolution in µm/px for slides without (or with wrong) "
                         "metadata; 'estimate' (or 'estimate:MODEL_DIR' with a magnification "
@@ -115,7 +119,8 @@ def run(args: argparse.Namespace, progress) -> dict:
                       amp=not args.no_amp, tissue_mask=not args.no_tissue_mask,
                       min_tissue=args.min_tissue, region=_region(args.region),
                       probabilities=args.probabilities, workers=args.workers,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite,
+                      normalise_stain=getattr(args, "normalise_stain", False))
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     object_type = args.object_type.rstrip("s")
     results = []
@@ -140,6 +145,8 @@ def run(args: argparse.Namespace, progress) -> dict:
                  "windows_run": res.windows_run, "already_complete": res.already_complete,
                  "seconds": round(res.seconds, 2), "windows_per_s": round(res.windows_per_s, 2),
                  "device": res.device, **estimated}
+        if res.stain_normalisation is not None:
+            entry["stain_normalisation"] = res.stain_normalisation
         if args.geojson or args.qupath_project is not None:
             objs = prediction_objects(res.store, classes=classes, min_area_um2=args.min_area,
                                       simplify_um=args.simplify, object_type=object_type,

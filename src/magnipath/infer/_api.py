@@ -189,6 +189,8 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
         path = store_path(out_dir, s.path)
         signature = run_signature(s, card, region, stride, model_path, chunk=plan.chunk,
                                   tissue_mask=cfg.tissue_mask, min_tissue=cfg.min_tissue)
+        if cfg.normalise_stain:  # only then: other runs keep their signature
+            signature["normalise_stain"] = True
         store = PredictionStore(
             path, signature=signature, out_shape=out_shape, n_classes=card.n_classes,
             chunk=plan.chunk, fill=fill, probabilities=cfg.probabilities,
@@ -213,6 +215,7 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
                           forward_seconds=0.0, already_complete=True)
         timings = {"setup_s": time.perf_counter() - t_start}
         keep = np.ones(len(plan.windows), bool)
+        stain_info = None
         reader = WindowReader(s, geometry, (region[0], region[1]), d, cfg.workers)
         try:
             if cfg.tissue_mask:
@@ -222,6 +225,11 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
                 mask = detect_tissue(s)
                 keep = mask.fractions(reader.target_boxes(plan.windows)) > cfg.min_tissue
                 timings["tissue_s"] = time.perf_counter() - t0
+            if cfg.normalise_stain:
+                from magnipath.infer._stain import slide_normaliser
+
+                reader.transform, stain_info = slide_normaliser(reader, plan.windows, keep, card,
+                                                                str(s.path))
             t0 = time.perf_counter()
             report(progress, "infer", 0, None)
             stats = run_windows(net, card, plan, store, keep, reader,
@@ -243,6 +251,6 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
         timings.update(read_s_summed_over_threads=reader.read_s, **stats)
         res = result(n_skipped=n_skipped, windows_per_s=0.0,
                      forward_seconds=stats["forward_s"], timings=timings,
-                     windows_run=stats["windows_run"])
+                     windows_run=stats["windows_run"], stain_normalisation=stain_info)
         res.windows_per_s = res.windows_run / res.seconds if res.seconds > 0 else 0.0
         return res

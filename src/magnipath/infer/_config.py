@@ -51,6 +51,9 @@ class InferConfig:
     chunk : int or None
         Output chunk side in target pixels (default ~1024; without overlap a
         multiple of the window).
+    normalise_stain : bool
+        Map the slide's H&E stain to the stain reference stored in the model
+        card (Macenko; one fixed mapping per slide, measured on its tissue windows).
     """
 
     stride: int | None = None
@@ -64,6 +67,7 @@ class InferConfig:
     workers: int = 2
     overwrite: bool = False
     chunk: int | None = None
+    normalise_stain: bool = False
 
     def check(self, target_size: int) -> int:
         """Validate the settings for a model of ``target_size`` px; return the stride.
@@ -128,6 +132,8 @@ class InferResult:
         Window predictions made in this call (0 for a complete store).
     already_complete : bool
         The store was complete before this call; nothing was recomputed.
+    stain_normalisation : dict or None
+        With ``normalise_stain``: the slide's and the model's stain references.
     """
 
     store: Path
@@ -146,6 +152,7 @@ class InferResult:
     timings: dict = field(default_factory=dict)
     windows_run: int = 0
     already_complete: bool = False
+    stain_normalisation: dict | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict (paths as strings)."""
