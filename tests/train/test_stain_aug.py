@@ -102,3 +102,26 @@ def test_on_by_default_in_every_preset_and_checked():
             TrainConfig(stain_augment=bad).validate()
     d = TrainConfig().to_dict()
     assert TrainConfig.from_dict(d).stain_augment == DEFAULT_STAIN_AUGMENT
+
+
+def test_cli_training_records_stain_settings_and_reference(ds3, tmp_path, capsys):
+    import json
+
+    from magnipath.cli import main
+
+    common = ["--preset", "dmmn", "--base", "4", "--arch-kwargs", '{"depth": 2}', "--epochs",
+              "1", "--max-steps-per-epoch", "1", "--batch-size", "2", "--device", "cpu",
+              "--workers", "0", "--json", "--quiet"]
+    assert main(["train", str(ds3), "--out", str(tmp_path / "a"), *common]) == 0
+    assert main(["train", str(ds3), "--out", str(tmp_path / "b"), "--no-stain-augment",
+                 *common]) == 0
+    assert main(["train", str(ds3), "--out", str(tmp_path / "c"), "--stain-macenko", "0.5",
+                 *common]) == 0
+    capsys.readouterr()
+    cards = {k: json.loads((tmp_path / k / "model_card.json").read_text()) for k in "abc"}
+    assert cards["a"]["train_config"]["stain_augment"] == DEFAULT_STAIN_AUGMENT
+    assert cards["b"]["train_config"]["stain_augment"] == {}
+    assert cards["c"]["train_config"]["stain_augment"]["macenko"] == 0.5
+    ref = cards["a"]["normalisation"]["stain_reference"]
+    assert np.asarray(ref["vectors"]).shape == (2, 3) and all(v > 0 for v in ref["max_conc"])
+    assert ref["tiles"] > 0
