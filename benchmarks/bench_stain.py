@@ -95,7 +95,25 @@ def train_variant(name: str, dataset: Path, work: Path, args) -> tuple[Path, dic
     return out, trained, time.perf_counter() - t0
 
 
-def score(model: Path, slides: list, work: Path, tag: str, normalise: bool) -> dict:
+def reload_variant(name: str, dataset: Path, work: Path) -> tuple[tuple, dict]:
+    """A trained variant as an in-memory ``(net, card)`` whose stain reference is measured
+    again with the current code (``--score-only``: score new normalisation code without
+    retraining)."""
+    import numpy as np
+
+    from magnipath.checkpoint import load_model
+    from magnipath.dataset import open_dataset
+    from magnipath.train._stain_aug import training_stain_reference
+
+    net, card = load_model(work / "models" / name, device="cpu")
+    ds = open_dataset(dataset)
+    ref = training_stain_reference(ds, np.asarray(ds.indices("train")), int(card.seed or 0))
+    card.normalisation = {**card.normalisation, "stain_reference": ref}
+    hist = card.metrics.get("last", {})
+    return (net, card), {"epochs_done": hist.get("epoch"), "reference_recomputed": True}
+
+
+def score(model, slides: list, work: Path, tag: str, normalise: bool) -> dict:
     """Pooled confusion matrix of ``model`` over ``slides`` -> mIoU and per-class IoU."""
     import numpy as np
 
@@ -134,6 +152,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (CPUs with AMX)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    ap.add_argument("--score-only", action="store_true",
+                    help="reuse the trained models in WORK/models (stain reference measured "
+                         "again with the current code) and score them")
+    ap.add_argument("--normalise", default="0,1",
+                    help="normalisation settings to score: 0 (off), 1 (on) or 0,1")
     ap.add_argument("--jsonl", default=None)
     args = ap.parse_args()
 
@@ -146,8 +169,11 @@ def main() -> None:
     train_slides, tests = make_slides(work, args.size, args.n_train, args.n_test, looks)
     dataset = make_tiles(work, train_slides, 5.0, 64)
     for variant in [v.strip() for v in args.variants.split(",")]:
-        model, trained, train_s = train_variant(variant, dataset, work, args)
-        for normalise in (False, True):
+        if args.score_only:
+            (model, trained), train_s = reload_variant(variant, dataset, work), None
+        else:
+            model, trained, train_s = train_variant(variant, dataset, work, args)
+        for normalise in [bool(int(v)) for v in args.normalise.split(",")]:
             ref = None
             for look in looks:
                 t0 = time.perf_counter()
@@ -160,7 +186,9 @@ def main() -> None:
                       "drop": None if ref is None or r["miou"] is None
                       else round(ref - r["miou"], 4),
                       "iou": r["iou"], "epochs": args.epochs,
-                      "epochs_done": trained.get("epochs_done"), "train_s": round(train_s, 1),
+                      "epochs_done": trained.get("epochs_done"),
+                      "train_s": None if train_s is None else round(train_s, 1),
+                      "reference_recomputed": bool(trained.get("reference_recomputed")),
                       "seed": args.seed, "amp": args.amp,
                       "test_slides": [s.slide.name for s in tests[look]],
                       "score_s": round(time.perf_counter() - t0, 1),

@@ -1,8 +1,8 @@
 """Stain references and slide-level stain normalisation (Macenko), for training and inference.
 
 A :class:`StainReference` is the H&E look of a set of images: the colour of
-their bare glass (per-channel 99.5th percentile: the light the optical densities
-are measured against, so a tinted background is not taken for stain), the two
+their bare glass (median of the 2 % brightest pixels: the light the optical
+densities are measured against, so a tinted background is not taken for stain), the two
 stain vectors (Macenko's method over all their stained pixels) and the robust
 maximum (99th percentile over stained pixels) of each stain's concentration. Training
 measures one on the training tiles and stores it in the model card
@@ -24,7 +24,7 @@ import numpy as np
 
 from magnipath.stain import StainError, macenko_vectors, optical_density, separate
 
-__all__ = ["StainNormaliser", "StainReference", "measure_reference"]
+__all__ = ["StainNormaliser", "StainReference", "glass_colour", "measure_reference"]
 
 BETA = 0.15
 """|OD| above which a pixel counts as stained (as :func:`magnipath.stain.macenko_vectors`)."""
@@ -67,6 +67,18 @@ class StainReference:
                    int(d.get("n_pixels", 0)), tuple(float(c) for c in b))  # type: ignore[arg-type]
 
 
+def glass_colour(rgb: np.ndarray) -> np.ndarray:
+    """Colour of the bare glass ``(3,)``: the per-channel median of the 2 % brightest pixels.
+
+    Robust to noise and compression outliers; where an image holds no glass it
+    is the palest tissue (then references compare pale tissue with pale tissue).
+    """
+    a = np.asarray(rgb, dtype=np.float64).reshape(-1, 3)
+    bright = a.sum(axis=1)
+    top = a[bright >= np.percentile(bright, 98.0)]
+    return np.clip(np.median(top, axis=0), 128.0, 255.0)
+
+
 def measure_reference(images: Iterable[np.ndarray], *,
                       seed: int = 0) -> StainReference:
     """The stain reference of a set of RGB images (their stained pixels pooled).
@@ -87,7 +99,7 @@ def measure_reference(images: Iterable[np.ndarray], *,
     if not pix:
         raise StainError("no images to measure a stain reference on")
     rgb = np.concatenate(pix)
-    glass = np.clip(np.percentile(rgb, 99.5, axis=0), 128.0, 255.0)
+    glass = glass_colour(rgb)
     rgb = rgb.astype(np.float64) * (255.0 / glass)  # white-balanced: glass at 255
     keep = np.linalg.norm(optical_density(rgb), axis=1) > BETA
     rgb = rgb[keep]
