@@ -145,8 +145,6 @@ def run(args: argparse.Namespace, progress) -> dict:
                  "windows_run": res.windows_run, "already_complete": res.already_complete,
                  "seconds": round(res.seconds, 2), "windows_per_s": round(res.windows_per_s, 2),
                  "device": res.device, **estimated}
-        if res.stain_normalisation is not None:
-            entry["stain_normalisation"] = res.stain_normalisation
         if args.geojson or args.qupath_project is not None:
             objs = prediction_objects(res.store, classes=classes, min_area_um2=args.min_area,
                                       simplify_um=args.simplify, object_type=object_type,
@@ -173,5 +171,7 @@ def run(args: argparse.Namespace, progress) -> dict:
                 with Project(args.qupath_project, mode="r+") as proj:
                     entry["qupath"] = proj.write_predictions(image_name, objs,
                                                              as_type=object_type)
+        if res.stain_normalisation is not None:
+            entry["stain_normalisation"] = res.stain_normalisation
         results.append(entry)
     return {"model": str(args.model), "out": str(args.out), "slides": results}

@@ -222,9 +222,6 @@ def train(dataset: Any, out_dir: str | Path, config: TrainConfig | None = None, 
                      class_map=class_map.to_dict(), geometry=used_geometry.to_dict(),
                      train_config=cfg.to_dict(), seed=cfg.seed,
                      dataset=_dataset_identity(ds, used_geometry.to_dict(), plan, val_split))
-    stain_ref = training_stain_reference(ds, train_idx, cfg.seed)
-    if stain_ref is not None:  # the look of the training tiles, for infer --normalise-stain
-        card.normalisation["stain_reference"] = stain_ref
     history: list[dict] = []
     best: dict | None = None
     start = 1
@@ -244,6 +241,9 @@ def train(dataset: Any, out_dir: str | Path, config: TrainConfig | None = None, 
             warnings.append(f"{out / 'last.pt'} already finished epoch {start - 1} of "
                             f"{cfg.epochs}; raise --epochs to train further")
 
+    stain_ref = training_stain_reference(ds, train_idx, cfg.seed)
+    if stain_ref is not None:  # the look of the training tiles, for infer --normalise-stain
+        card.normalisation["stain_reference"] = stain_ref
     cache = preload_tiles(ds, np.concatenate([plan.tiles, val_idx]), cfg.cache_mb)
     common = dict(seed=cfg.seed, jitter=cfg.jitter, elastic_grid=cfg.elastic_grid,
                   elastic_sigma=cfg.elastic_sigma, normalisation=card.normalisation, cache=cache)
