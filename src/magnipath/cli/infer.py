@@ -72,6 +72,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="reader threads (count, default 2); with --cohort: dask worker "
                         "processes of the embedded cluster (default: sized to the machine)")
+    p.add_argument("--normalise-stain", "--normalize-stain", dest="normalise_stain",
+                   action="store_true",
+                   help="map the slide's H&E stain to the model's training stain (Macenko, one "
+                        "mapping per slide; needs a model trained with a stain reference)")
     p.add_argument("--mpp", type=mpp_option, default=None, metavar="UM|estimate[:MODEL_DIR]",
                    help="level-0 resolution in µm/px for slides without (or with wrong) "
                         "metadata; 'estimate' (or 'estimate:MODEL_DIR' with a magnification "
@@ -213,7 +217,8 @@ def _infer_config(args: argparse.Namespace, **extra):
                        amp=not args.no_amp, tissue_mask=not args.no_tissue_mask,
                        min_tissue=args.min_tissue, region=_region(args.region),
                        probabilities=args.probabilities, overwrite=args.overwrite,
-                       decode=args.decode, compile=args.compile, **extra)
+                       decode=args.decode, compile=args.compile,
+                       normalise_stain=args.normalise_stain, **extra)
 
 
 def run(args: argparse.Namespace, progress) -> dict:
@@ -278,5 +283,7 @@ def run(args: argparse.Namespace, progress) -> dict:
                 with Project(args.qupath_project, mode="r+") as proj:
                     entry["qupath"] = proj.write_predictions(image_name, objs,
                                                              as_type=object_type)
+        if res.stain_normalisation is not None:
+            entry["stain_normalisation"] = res.stain_normalisation
         results.append(entry)
     return {"model": str(args.model), "out": str(args.out), "slides": results}

@@ -64,7 +64,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="class order for balancing, highest first, e.g. "
                         "'Benign,Carcinoma,Necrosis,Background'")
     d.add_argument("--no-augment", action="store_true",
-                   help="no rotations, flips or colour jitter")
+                   help="no rotations, flips, colour jitter or stain augmentation")
+    d.add_argument("--no-stain-augment", action="store_true",
+                   help="keep flips/rotations/colour jitter but no HED stain augmentation "
+                        "(on by default)")
+    d.add_argument("--stain-macenko", type=float, metavar="P",
+                   help="also re-stain a fraction P (0-1) of the samples to a random "
+                        "reference by Macenko's method (default 0)")
     d.add_argument("--workers", type=int, metavar="N",
                    help="data loader processes (default: CPU 0 with < 4 cores, else 2; GPU "
                         "min(8, CPUs - 1))")
@@ -93,6 +99,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace a model already in MODEL_DIR")
 
 
+def _stain_augment(args: argparse.Namespace) -> dict[str, float] | None:
+    """``TrainConfig.stain_augment`` from --no-stain-augment / --stain-macenko (None: default)."""
+    from magnipath.train._stain_aug import DEFAULT_STAIN_AUGMENT
+
+    if getattr(args, "no_stain_augment", False):
+        return {}
+    p = getattr(args, "stain_macenko", None)
+    return None if p is None else {**DEFAULT_STAIN_AUGMENT, "macenko": float(p)}
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """TrainConfig fields given on the command line (None = not given)."""
     kw: dict[str, Any] = {
@@ -103,6 +119,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "max_steps_per_epoch": args.max_steps_per_epoch, "time_budget_s": args.time_budget,
         "amp": True if args.amp else None, "augment": False if args.no_augment else None,
         "channels_last": True if args.channels_last else None,
+        "stain_augment": _stain_augment(args),
     }
     arch_kwargs: dict[str, Any] = {}
     if args.arch_kwargs:

@@ -143,11 +143,14 @@ def _slide_meta(slide_meta: dict | None) -> dict:
 
 
 def _make_reader(cfg: InferConfig, s, geometry, origin, d, device):
-    """The window reader: device JPEG decoding when asked and possible, else threads."""
+    """The window reader: device JPEG decoding when asked and possible, else threads.
+
+    Stain normalisation works on the threads' uint8 windows, so it keeps the CPU reader.
+    """
     decode = cfg.decode
     if decode == "auto":
         decode = "device" if device.type == "cuda" else "cpu"
-    if decode == "device":
+    if decode == "device" and not cfg.normalise_stain:
         from magnipath.infer._jpeg import JpegBatchReader, jpeg_levels_supported
 
         if jpeg_levels_supported(s) is None:
@@ -252,6 +255,8 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
         path = store_path(out_dir, s.path)
         signature = run_signature(s, card, region, stride, model_path, chunk=plan.chunk,
                                   tissue_mask=cfg.tissue_mask, min_tissue=cfg.min_tissue)
+        if cfg.normalise_stain:  # only then: other runs keep their signature
+            signature["normalise_stain"] = True
         store = PredictionStore(
             path, signature=signature, out_shape=out_shape, n_classes=card.n_classes,
             chunk=plan.chunk, fill=fill, probabilities=cfg.probabilities,
@@ -276,6 +281,7 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
                           forward_seconds=0.0, already_complete=True)
         timings = {"setup_s": time.perf_counter() - t_start}
         keep = np.ones(len(plan.windows), bool)
+        stain_info = None
         reader = _make_reader(cfg, s, geometry, (region[0], region[1]), d, device)
         try:
             if cfg.tissue_mask:
@@ -285,6 +291,11 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
                 mask = detect_tissue(s)
                 keep = mask.fractions(reader.target_boxes(plan.windows)) > cfg.min_tissue
                 timings["tissue_s"] = time.perf_counter() - t0
+            if cfg.normalise_stain:
+                from magnipath.infer._stain import slide_normaliser
+
+                reader.transform, stain_info = slide_normaliser(reader, plan.windows, keep, card,
+                                                                str(s.path))
             t0 = time.perf_counter()
             report(progress, "infer", 0, None)
             batch_size = _batch_size(cfg, net, card, device, amp)
@@ -311,6 +322,6 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
                            assemble_s=reader.assemble_s, tiles_decoded=reader.n_tiles)
         res = result(n_skipped=n_skipped, windows_per_s=0.0,
                      forward_seconds=stats["forward_s"], timings=timings,
-                     windows_run=stats["windows_run"])
+                     windows_run=stats["windows_run"], stain_normalisation=stain_info)
         res.windows_per_s = res.windows_run / res.seconds if res.seconds > 0 else 0.0
         return res

@@ -65,6 +65,9 @@ class InferConfig:
         slides whose tiles are not JPEG fall back to ``"cpu"``), or ``"auto"``
         (``"device"`` on CUDA, else ``"cpu"``). Pixels differ from the CPU
         decoder's by JPEG decoder rounding (docs/gpu.md).
+    normalise_stain : bool
+        Map the slide's H&E stain to the stain reference stored in the model
+        card (Macenko; one fixed mapping per slide, measured on its tissue windows).
     """
 
     stride: int | None = None
@@ -81,6 +84,7 @@ class InferConfig:
     pipeline_depth: int | None = None
     compile: bool = False
     decode: str = "cpu"
+    normalise_stain: bool = False
 
     def check(self, target_size: int) -> int:
         """Validate the settings for a model of ``target_size`` px; return the stride.
@@ -152,6 +156,8 @@ class InferResult:
         Window predictions made in this call (0 for a complete store).
     already_complete : bool
         The store was complete before this call; nothing was recomputed.
+    stain_normalisation : dict or None
+        With ``normalise_stain``: the slide's and the model's stain references.
     """
 
     store: Path
@@ -170,6 +176,7 @@ class InferResult:
     timings: dict = field(default_factory=dict)
     windows_run: int = 0
     already_complete: bool = False
+    stain_normalisation: dict | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict (paths as strings)."""

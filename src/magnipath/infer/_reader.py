@@ -37,6 +37,7 @@ class WindowReader:
         self.read_s = 0.0
         self.n_read = 0
         self._lock = threading.Lock()
+        self.transform = None  # optional uint8 (n, S, S, 3) -> same (stain normalisation)
 
     def target_box(self, row: int, col: int) -> Box:
         """Level-0 ``(x, y, w, h)`` of the window whose top-left output pixel is ``(row, col)``."""
@@ -57,6 +58,8 @@ class WindowReader:
         boxes = self.geometry.input_boxes(self.target_box(row, col), self.slide.mpp)
         out = np.stack([self.slide.read_region(b, mpp=inp.mpp, out_shape=(inp.size, inp.size))
                         for b, inp in zip(boxes, self.geometry.inputs, strict=True)])
+        if self.transform is not None:
+            out = self.transform(out)
         dt = time.perf_counter() - t0
         with self._lock:
             self.read_s += dt

@@ -12,6 +12,10 @@ truth as QuPath GeoJSON next to it::
     NAME.partial.geojson   DMMN-style partial annotations
     NAME.mitoses.geojson   mitotic figures as points of class "Mitosis"
 
+A :class:`Scanner` (``SynthConfig.scanner``; presets in :data:`SCANNER_PRESETS`)
+changes the stain and scanner look only: the same seed renders the same layout
+and ground truth under any scanner.
+
 Examples
 --------
 >>> from magnipath.synth import SynthConfig, make_layout, render_region
@@ -36,17 +40,21 @@ from magnipath.synth._layout import (
     make_layout,
 )
 from magnipath.synth._render import render_labels, render_region
+from magnipath.synth._scanner import SCANNER_PRESETS, Scanner, get_scanner
 from magnipath.synth._writer import level_shapes, write_pyramid
 
 __all__ = [
     "MITOSIS_CLASS",
     "MITOSIS_COLOR",
+    "SCANNER_PRESETS",
     "SYNTH_CLASSES",
+    "Scanner",
     "SlideLayout",
     "SynthConfig",
     "SynthError",
     "SynthResult",
     "aperio_description",
+    "get_scanner",
     "level_shapes",
     "make_layout",
     "render_labels",
@@ -74,11 +82,12 @@ def aperio_description(config: SynthConfig) -> str:
     w, h, t = config.width, config.height, config.tile
     mag = 10.0 / config.mpp
     mag_s = f"{mag:g}"
-    codec = f"JPEG/RGB Q={config.quality}" if config.compression == "jpeg" else "ZLIB/RGB"
+    codec = f"JPEG/RGB Q={config.jpeg_quality}" if config.compression == "jpeg" else "ZLIB/RGB"
+    stain = "" if config.scanner == Scanner() else f"|Stain = {config.scanner.name}"
     return (f"MagniPath synthetic H&E slide (seed {config.seed})\r\n"
             f"Aperio Image Library v12.0.0 (MagniPath synth)\r\n"
             f"{w}x{h} [0,0 {w}x{h}] ({t}x{t}) {codec}"
-            f"|AppMag = {mag_s}|MPP = {config.mpp:g}|Seed = {config.seed}")
+            f"|AppMag = {mag_s}|MPP = {config.mpp:g}|Seed = {config.seed}{stain}")
 
 
 def synthesize(path: str | Path, config: SynthConfig | None = None, *,
@@ -128,7 +137,7 @@ def synthesize(path: str | Path, config: SynthConfig | None = None, *,
     with atomic_path(path) as tmp:  # the slide appears only once everything is written
         levels = write_pyramid(tmp, (config.height, config.width), render, mpp=config.mpp,
                                tile=config.tile, compression=config.compression,
-                               quality=config.quality, description=aperio_description(config),
+                               quality=config.jpeg_quality, description=aperio_description(config),
                                progress=progress, cancel=cancel)
         check_cancel(cancel)
         report(progress, "synth/annotations", 0, 3)

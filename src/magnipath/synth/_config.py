@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from magnipath._errors import MagnipathError
+from magnipath.synth._errors import SynthError
+from magnipath.synth._scanner import Scanner
+
+__all__ = ["COMPRESSIONS", "SynthConfig", "SynthError", "SynthResult"]
 
 COMPRESSIONS = ("jpeg", "zlib")
-
-
-class SynthError(MagnipathError):
-    """A synthetic slide cannot be made with the settings given."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,9 @@ class SynthConfig:
         boundaries (each side is shrunk by half of it).
     partial_keep : float
         Fraction of components kept in the partial annotations.
+    scanner : Scanner
+        Stain and scanner appearance (stain vectors, intensities, glass tint,
+        blur, JPEG quality); it never changes the layout or the ground truth.
     """
 
     width: int = 8192
@@ -56,6 +58,12 @@ class SynthConfig:
     mitoses_per_mm2: float = 40.0
     partial_gap_um: float = 15.0
     partial_keep: float = 0.8
+    scanner: Scanner = field(default_factory=Scanner)
+
+    @property
+    def jpeg_quality(self) -> int:
+        """The JPEG quality used: the scanner's when it sets one, else ``quality``."""
+        return int(self.scanner.quality if self.scanner.quality is not None else self.quality)
 
     def validate(self) -> SynthConfig:
         """Return ``self`` or raise :class:`SynthError` naming the bad field."""
@@ -86,6 +94,9 @@ class SynthConfig:
             raise bad("partial_keep", "give a fraction in (0, 1]")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise bad("seed", "give a non-negative whole number")
+        if not isinstance(self.scanner, Scanner):
+            raise bad("scanner", "give a magnipath.synth.Scanner")
+        self.scanner.validate()
         return self
 
 

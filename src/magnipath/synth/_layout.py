@@ -198,5 +198,6 @@ def make_layout(config: SynthConfig) -> SlideLayout:
     objects += [("Adipose", Polygon(a.exterior)) for a in plan.adipose]
 
     ducts = [Duct(i, d.outer, d.lumen) for i, d in enumerate(plan.ducts)]
+    stain = StainModel.for_seed(config.seed, config.scanner)
     return SlideLayout(w, h, mpp, config.seed, objects, plan.mitoses, SYNTH_CLASSES, tissue,
-                       plan.germinal_centres, ducts, StainModel.for_seed(config.seed), config)
+                       plan.germinal_centres, ducts, stain, config)

@@ -47,7 +47,7 @@ LYMPHOCYTE = Species("lymphocyte", 7.2, (2.9, 3.4), (0.85, 1.0), (1.05, 1.35), "
 FIBROBLAST = Species("fibroblast", 15.0, (4.5, 7.5), (0.2, 0.32), (0.75, 0.95), "solid")
 CARCINOMA = Species("carcinoma", 12.5, (4.5, 7.0), (0.65, 1.0), (0.75, 1.05), "vesicular",
                     (0.12, 0.08))
-CENTROBLAST = Species("centroblast", 9.5, (3.6, 4.6), (0.8, 1.0), (0.4, 0.55), "vesicular",
+CENTROBLAST = Species("centroblast", 10.5, (4.0, 5.5), (0.8, 1.0), (0.4, 0.55), "vesicular",
                       (0.05, 0.03))
 DEBRIS = Species("debris", 8.0, (0.7, 2.0), (0.5, 1.0), (0.9, 1.3), "solid", (0.25, 0.2))
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from magnipath.synth._scanner import Scanner
+
 H_VECTOR = (0.65, 0.70, 0.29)
 """Haematoxylin optical density per unit stain, (r, g, b), before normalisation."""
 E_VECTOR = (0.07, 0.99, 0.11)
@@ -36,27 +38,51 @@ class StainModel:
         Unit optical-density vectors (r, g, b) of haematoxylin and eosin.
     glass : (float, float, float)
         Optical density of the empty slide per channel (0 = pure white).
+    h_scale, e_scale : float
+        Multipliers of the haematoxylin and eosin optical densities (staining
+        intensity; 1 = as drawn).
+    brightness : float
+        Illumination relative to a white-balanced scan (``I = 255 * brightness *
+        exp(-OD)``, clipped at 255).
     """
 
     h: tuple[float, float, float] = tuple(_unit(H_VECTOR))  # type: ignore[assignment]
     e: tuple[float, float, float] = tuple(_unit(E_VECTOR))  # type: ignore[assignment]
     glass: tuple[float, float, float] = (0.025, 0.03, 0.02)
+    h_scale: float = 1.0
+    e_scale: float = 1.0
+    brightness: float = 1.0
 
     @classmethod
-    def for_seed(cls, seed: int) -> StainModel:
-        """A slide-to-slide variation of the standard vectors (a few per cent), from ``seed``."""
+    def for_seed(cls, seed: int, scanner: Scanner | None = None) -> StainModel:
+        """A slide-to-slide variation (a few per cent) of the stain vectors, from ``seed``.
+
+        The variation is drawn around the standard vectors, or around the vectors
+        of ``scanner`` when it gives them; its intensities, illumination and glass
+        tint are applied on top. The random draws do not depend on ``scanner``.
+        """
+        sc = scanner or Scanner()
         rng = np.random.default_rng([seed, 0x57A1])
-        h = _unit(tuple(np.asarray(H_VECTOR) * rng.uniform(0.94, 1.06, 3)))  # type: ignore[arg-type]
-        e = _unit(tuple(np.asarray(E_VECTOR) * rng.uniform(0.94, 1.06, 3)))  # type: ignore[arg-type]
-        g = tuple(float(v) for v in rng.uniform(0.015, 0.04, 3))
-        return cls(tuple(float(v) for v in h), tuple(float(v) for v in e), g)  # type: ignore[arg-type]
+        h0 = np.asarray(sc.h_vector or H_VECTOR, dtype=np.float64)
+        e0 = np.asarray(sc.e_vector or E_VECTOR, dtype=np.float64)
+        h = _unit(tuple(h0 * rng.uniform(0.94, 1.06, 3)))  # type: ignore[arg-type]
+        e = _unit(tuple(e0 * rng.uniform(0.94, 1.06, 3)))  # type: ignore[arg-type]
+        g = rng.uniform(0.015, 0.04, 3)
+        if sc.glass is not None:
+            g = np.asarray(sc.glass, dtype=np.float64)
+        return cls(tuple(float(v) for v in h), tuple(float(v) for v in e),  # type: ignore[arg-type]
+                   tuple(float(v) for v in g), float(sc.h_scale),  # type: ignore[arg-type]
+                   float(sc.e_scale), float(sc.brightness))
 
     def lut(self) -> np.ndarray:
         """Table of RGB (packed as RGBA uint32) of quantised ``(OD_H, OD_E)`` (steps 1/200)."""
         q = (np.arange(_Q) / _QSCALE)
-        od = (q[:, None, None] * np.asarray(self.h)[None, None, :]
-              + q[None, :, None] * np.asarray(self.e)[None, None, :] + np.asarray(self.glass))
-        rgb = np.rint(255.0 * np.exp(-od)).astype(np.uint8).reshape(_Q * _Q, 3)
+        h = np.asarray(self.h) * self.h_scale
+        e = np.asarray(self.e) * self.e_scale
+        od = (q[:, None, None] * h[None, None, :]
+              + q[None, :, None] * e[None, None, :] + np.asarray(self.glass))
+        rgb = np.rint(np.minimum(255.0 * self.brightness * np.exp(-od), 255.0))
+        rgb = rgb.astype(np.uint8).reshape(_Q * _Q, 3)
         rgba = np.zeros((_Q * _Q, 4), np.uint8)
         rgba[:, :3] = rgb
         return rgba.view(np.uint32).ravel()
@@ -98,6 +124,8 @@ class StainModel:
         Least-squares inverse of :meth:`to_rgb` (glass subtracted), for tests and
         diagnostics.
         """
-        od = -np.log(np.maximum(rgb.astype(np.float64), 1.0) / 255.0) - np.asarray(self.glass)
-        m = np.stack([self.h, self.e], axis=1)  # (3, 2)
+        od = (-np.log(np.maximum(rgb.astype(np.float64), 1.0) / (255.0 * self.brightness))
+              - np.asarray(self.glass))
+        m = np.stack([np.asarray(self.h) * self.h_scale, np.asarray(self.e) * self.e_scale],
+                     axis=1)  # (3, 2)
         return od @ np.linalg.pinv(m).T

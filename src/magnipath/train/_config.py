@@ -18,6 +18,7 @@ from typing import Any
 
 from magnipath._errors import ModelError
 from magnipath.classes import ClassMap
+from magnipath.train._stain_aug import DEFAULT_STAIN_AUGMENT, check_stain_augment
 
 LOSSES = ("wce", "ce", "dice", "wce+dice")
 OPTIMIZERS = ("sgd", "adam")
@@ -81,6 +82,12 @@ class TrainConfig:
         90° rotations, flips and colour jitter (brightness, contrast, saturation, hue).
     jitter : dict
         Colour jitter ranges (:data:`DEFAULT_JITTER`).
+    stain_augment : dict
+        Stain augmentation with ``augment`` (on by default, in every preset): HED
+        jitter ``scale`` (ln of the concentration factor), ``shift`` (OD),
+        ``vectors`` (ln of the stain-vector component factors) and Macenko
+        re-staining probability ``macenko``
+        (:data:`magnipath.train._stain_aug.DEFAULT_STAIN_AUGMENT`); ``{}`` = off.
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
     amp : bool
@@ -122,6 +129,7 @@ class TrainConfig:
     elastic_sigma: float = 4.0
     augment: bool = True
     jitter: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_JITTER))
+    stain_augment: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STAIN_AUGMENT))
     device: str = "auto"
     amp: bool = False
     channels_last: bool | None = None
@@ -190,6 +198,9 @@ class TrainConfig:
             raise bad("max_steps_per_epoch", "must be at least 1 (or unset)")
         if self.time_budget_s is not None and not float(self.time_budget_s) > 0:
             raise bad("time_budget_s", "must be a positive number of seconds (or unset)")
+        why = check_stain_augment(dict(self.stain_augment or {}))
+        if why:
+            raise bad("stain_augment", why)
         if int(self.elastic_grid) < 2 or float(self.elastic_sigma) < 0:
             raise bad("elastic_grid" if int(self.elastic_grid) < 2 else "elastic_sigma",
                       "grid needs at least 2 points per side and sigma >= 0")

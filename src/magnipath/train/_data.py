@@ -17,7 +17,10 @@ colour transform for every input of a sample):
 * brightness ``x * b``, contrast ``(x - m) * c + m`` (``m`` the mean grey of the
   input), saturation ``g + s * (x - g)`` (``g`` the pixel's grey) and a hue
   rotation by ``h`` turns in YIQ space, with ``b, c, s`` uniform in ``1 ± range``
-  and ``h`` uniform in ``± range`` (``TrainConfig.jitter``); clamped to [0, 1].
+  and ``h`` uniform in ``± range`` (``TrainConfig.jitter``); clamped to [0, 1];
+* stain augmentation (HED jitter, optional Macenko re-staining;
+  ``TrainConfig.stain_augment``, :mod:`magnipath.train._stain_aug`) from its own
+  stream ``(seed, epoch, item)``, so turning it off leaves the other draws as they were.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from torch.utils.data import Dataset, Sampler
 
 from magnipath.checkpoint import DEFAULT_NORMALISATION
 from magnipath.train._elastic import copy_rng, elastic_deform, elastic_field
+from magnipath.train._stain_aug import stain_augment
 
 _AUG_STREAM = 0xA46
+_STAIN_STREAM = 0x57A
 
 _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114],
                          [0.596, -0.274, -0.322],
@@ -142,12 +147,16 @@ class TileSamples(Dataset):
         Stored in the model card.
     cache : dict, optional
         Tiles preloaded by :func:`preload_tiles` (tile index -> (images, label)).
+    stain : dict, optional
+        Stain augmentation settings (``TrainConfig.stain_augment``), applied with
+        ``augment``; None or ``{}``: none.
     """
 
     def __init__(self, dataset: Any, tiles: np.ndarray, copies: np.ndarray, *, seed: int,
                  augment: bool, jitter: dict[str, float] | None = None, elastic_grid: int = 17,
                  elastic_sigma: float = 4.0, normalisation: dict | None = None,
-                 cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+                 cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+                 stain: dict[str, float] | None = None) -> None:
         self.tiles = np.asarray(tiles, dtype=np.int64)
         self.copies = np.asarray(copies, dtype=np.int64)
         self.seed = int(seed)
@@ -160,6 +169,7 @@ class TileSamples(Dataset):
         self._path = getattr(dataset, "path", None) if not isinstance(dataset, str | Path) \
             else Path(dataset)
         self._cache = cache
+        self.stain = dict(stain or {})
 
     # -- tile access ---------------------------------------------------------------------------
     def _dataset(self) -> Any:
@@ -199,6 +209,9 @@ class TileSamples(Dataset):
         if self.augment:
             rng = np.random.default_rng([self.seed, _AUG_STREAM, int(epoch), int(item)])
             images, label = augment_sample(images, label, rng, self.jitter)
+            if self.stain:
+                srng = np.random.default_rng([self.seed, _STAIN_STREAM, int(epoch), int(item)])
+                images = stain_augment(images, srng, self.stain)
         return normalise(images, self.norm).contiguous(), label
 
 

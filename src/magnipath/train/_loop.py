@@ -58,6 +58,7 @@ from magnipath.train._setup import (
     set_rng_state,
     write_history,
 )
+from magnipath.train._stain_aug import training_stain_reference
 
 _RUN_FIELDS = ("epochs", "time_budget_s", "num_workers", "device", "cache_mb")
 """Settings that may change on resume without changing the numbers."""
@@ -256,10 +257,14 @@ def train(dataset: Any, out_dir: str | Path, config: TrainConfig | None = None, 
             warnings.append(f"{out / 'last.pt'} already finished epoch {start - 1} of "
                             f"{cfg.epochs}; raise --epochs to train further")
 
+    stain_ref = training_stain_reference(ds, train_idx, cfg.seed)
+    if stain_ref is not None:  # the look of the training tiles, for infer --normalise-stain
+        card.normalisation["stain_reference"] = stain_ref
     cache = preload_tiles(ds, np.concatenate([plan.tiles, val_idx]), cfg.cache_mb)
     common = dict(seed=cfg.seed, jitter=cfg.jitter, elastic_grid=cfg.elastic_grid,
                   elastic_sigma=cfg.elastic_sigma, normalisation=card.normalisation, cache=cache)
-    train_set = TileSamples(ds, plan.tiles, plan.copies, augment=cfg.augment, **common)
+    train_set = TileSamples(ds, plan.tiles, plan.copies, augment=cfg.augment,
+                            stain=cfg.stain_augment, **common)
     val_set = TileSamples(ds, val_idx, np.zeros(len(val_idx), np.int64), augment=False, **common)
     cap = None if cfg.max_steps_per_epoch is None else cfg.max_steps_per_epoch * cfg.batch_size
     sampler = EpochSampler(len(train_set), cfg.seed, shuffle=True, max_items=cap)
