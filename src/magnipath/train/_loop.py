@@ -237,7 +237,8 @@ def train(dataset: Any, out_dir: str | Path, config: TrainConfig | None = None, 
                      dataset=_dataset_identity(ds, used_geometry.to_dict(), plan, val_split),
                      training_data=training_data_from_slides(
                          {x["slide_id"]: x.get("path", "") for x in ds.manifest.get("slides", [])
-                          if x.get("split") == "train"}))
+                          if x.get("split") == "train"},
+                         stain_augmentation=dict(cfg.stain_augment or {})))
     history: list[dict] = []
     best: dict | None = None
     start = 1
