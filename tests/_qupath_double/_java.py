@@ -351,21 +351,37 @@ class PathObjectHierarchy:
     def getDetectionObjects(self) -> ArrayList:
         return ArrayList(o for o in self._walk(self.root) if o.isDetection())
 
-    def _parent_for(self, obj: PathObject) -> PathObject:
+    def _annotation_index(self) -> tuple[list[PathObject], shapely.STRtree]:
+        """Annotations that can hold objects, in walk order, and a spatial index of them."""
+        cands = [c for c in self._walk(self.root) if c.isAnnotation()
+                 and c.geometry is not None and not c.geometry.is_empty and c.geometry.area > 0]
+        return cands, shapely.STRtree([c.geometry for c in cands])
+
+    def _parent_for(self, obj: PathObject,
+                    index: tuple[list[PathObject], shapely.STRtree] | None = None) -> PathObject:
+        """The smallest annotation covering ``obj`` (its centroid for a detection), else root."""
         if obj.geometry is None or obj.geometry.is_empty:
             return self.root
+        cands, tree = index or self._annotation_index()
         probe = obj.geometry.centroid if obj.isDetection() else obj.geometry
         best: PathObject = self.root
         best_area = math.inf
-        for cand in self._walk(self.root):
-            if cand is obj or not cand.isAnnotation() or cand.geometry is None:
+        for i in sorted(tree.query(probe, predicate="covered_by")):  # g.covers(probe)
+            cand = cands[int(i)]
+            if cand is obj or cand.geometry.area >= best_area:
                 continue
-            g = cand.geometry
-            if g.area <= 0 or g.area >= best_area:
-                continue
-            if g.covers(probe) and not (obj.isAnnotation() and g.equals(obj.geometry)):
-                best, best_area = cand, g.area
+            if not (obj.isAnnotation() and cand.geometry.equals(obj.geometry)):
+                best, best_area = cand, cand.geometry.area
         return best
+
+    @staticmethod
+    def _is_ancestor(a: PathObject, b: PathObject) -> bool:
+        """Whether ``a`` is ``b`` or one of its parents."""
+        while b is not None:
+            if b is a:
+                return True
+            b = b.parent
+        return False
 
     def _attach(self, obj: PathObject, parent: PathObject) -> None:
         if obj.parent is not None and obj in obj.parent.children:
@@ -379,13 +395,14 @@ class PathObjectHierarchy:
     def addObjects(self, objects: Iterable[PathObject]) -> bool:
         objs = list(objects)
         for o in objs:
-            self._attach(o, self._parent_for(o))
-        # an annotation added later may cover objects already there: QuPath re-resolves them
-        for o in list(self._walk(self.root)):
-            if o.parent is self.root:
-                p = self._parent_for(o)
-                if p is not self.root and o not in list(self._walk(p)) and p is not o:
-                    self._attach(o, p)
+            self._attach(o, self.root)
+        # each object at the top goes under the smallest annotation covering it: the new ones,
+        # and older ones that a new annotation now covers (QuPath re-resolves them too)
+        index = self._annotation_index()
+        for o in list(self.root.children):
+            p = self._parent_for(o, index)
+            if p is not self.root and not self._is_ancestor(o, p):
+                self._attach(o, p)
         return bool(objs)
 
     def removeObjects(self, objects: Iterable[PathObject], keep_children: bool) -> None:

@@ -13,6 +13,7 @@ Prints ``ready`` just before the write starts and ``done`` after it; the exit st
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def atomic(data_dir: str, n: int) -> None:
     print("done", flush=True)
 
 
-def bridge(project: str, flavour: str, preds: str) -> int:
+def bridge(project: str, flavour: str, preds: str, signal_self: int | None = None) -> int:
     from _qupath_double import installed
 
     from qupath_bridge.geojson import read_geojson
@@ -39,7 +40,15 @@ def bridge(project: str, flavour: str, preds: str) -> int:
 
     objs = read_geojson(preds)
     try:
-        with installed(flavour), Project(project, "r+") as p:
+        with installed(flavour) as ns, Project(project, "r+") as p:
+            if signal_self is not None:  # the signal arrives as QuPath starts writing the data
+                write = ns.PathIO.writeImageData
+
+                def write_after_signal(file, image_data) -> None:
+                    os.kill(os.getpid(), signal_self)
+                    write(file, image_data)
+
+                ns.PathIO.writeImageData = write_after_signal
             print("ready", flush=True)
             p.write_predictions(0, objs, as_type="annotation")
             print("done", flush=True)
@@ -52,4 +61,5 @@ if __name__ == "__main__":
     if sys.argv[1] == "atomic":
         atomic(sys.argv[2], int(sys.argv[3]))
     else:
-        sys.exit(bridge(sys.argv[2], sys.argv[3], sys.argv[4]))
+        sys.exit(bridge(sys.argv[2], sys.argv[3], sys.argv[4],
+                        int(sys.argv[5]) if len(sys.argv) > 5 else None))

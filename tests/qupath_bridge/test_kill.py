@@ -187,19 +187,19 @@ def test_kill_loop_bridge_write_long(qupath_double, qupath_flavour, tmp_path, ma
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_during_the_write_finishes_the_image(qupath_double, qupath_flavour, tmp_path,
                                                     make_slide, sig, code):
-    """SIGINT/SIGTERM inside the write: the image is finished, then the process exits."""
+    """SIGINT/SIGTERM inside the write: the image is finished, then the process exits.
+
+    The child sends the signal to itself as QuPath's writer starts (deterministic, not a
+    race with a sleep).
+    """
     pf, sets = _bridge_project(tmp_path, make_slide, 1000)
     users, _ = _state(pf)
     cwd, env = tmp_path / "cwd", _env(tmp_path / "tmp")
-    p, _t = _start(["bridge", str(pf), qupath_flavour, str(sets[1])], cwd, env)
-    time.sleep(0.25)  # inside write_predictions (the double takes about a second for it)
-    p.send_signal(sig)
+    p, _t = _start(["bridge", str(pf), qupath_flavour, str(sets[1]), str(int(sig))], cwd, env)
     out, err = p.communicate(timeout=120)
     users_after, preds = _state(pf)
     assert users_after == users and check_image_dir(pf.parent / "data" / "1").status == "ok"
-    if "finishing" in err:  # the signal arrived inside the guarded write
-        assert p.returncode == code and "done" not in out
-        assert preds == {f"B{i}" for i in range(1020)}
-    else:  # it arrived before: nothing written
-        assert preds == set()
+    assert "finishing" in err, err  # the signal was held until the image was written
+    assert p.returncode == code and "done" not in out
+    assert preds == {f"B{i}" for i in range(1020)}
     assert os.listdir(cwd) == [] and os.listdir(tmp_path / "tmp") == []
