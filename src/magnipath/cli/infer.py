@@ -116,6 +116,10 @@ def run(args: argparse.Namespace, progress) -> dict:
                       min_tissue=args.min_tissue, region=_region(args.region),
                       probabilities=args.probabilities, workers=args.workers,
                       overwrite=args.overwrite)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise MagnipathError(f"--out {args.out} is a file, not a folder: infer writes one "
+                             "<slide>.zarr store (and .geojson) per slide into a folder; give a "
+                             "folder that does not exist yet (it is created) or an existing one")
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     object_type = args.object_type.rstrip("s")
     results = []
