@@ -42,34 +42,53 @@ def _short(value: Any) -> str | None:
     """One-line text of ``value`` when it is short, else None."""
     if isinstance(value, dict | list):
         text = json.dumps(value, default=_jsonable)
-        return text if len(text) <= _LONG else None
+        return str(value) if len(text) <= _LONG else None
     return str(value)
+
+
+_DEPTH = 3
+"""Nesting levels of a summary shown in the text form; deeper long values are left out."""
+
+
+def _render(key: str, value: Any, indent: str, depth: int, lines: list[str]) -> bool:
+    """Append the text lines of one ``key: value``; return True when something was left out."""
+    text = _short(value)
+    if text is not None:
+        lines.append(f"{indent}{key}: {text}")
+        return False
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):  # messages
+        lines.append(f"{indent}{key}:")
+        lines += [f"{indent}  - {v}" for v in value]
+        return False
+    if depth >= _DEPTH:
+        lines.append(f"{indent}{key}: ({len(value)} entries, in the JSON summary)")
+        return True
+    lines.append(f"{indent}{key}:")
+    omitted = False
+    if isinstance(value, dict):
+        for k, v in value.items():
+            omitted |= _render(str(k), v, indent + "  ", depth + 1, lines)
+    else:
+        for i, v in enumerate(value):
+            if isinstance(v, dict | list) and len(json.dumps(v, default=_jsonable)) > 2 * _LONG:
+                omitted |= _render(f"[{i}]", v, indent + "  ", depth + 1, lines)
+            else:
+                lines.append(f"{indent}  - {v}")
+    return omitted
 
 
 def summary_lines(summary: dict) -> tuple[list[str], bool]:
     """The text form of a summary: ``key: value`` lines; returns them and whether some
-    (long) values were left out.
+    values were left out.
 
-    A long dict is shown one level deep (``  key: value``); a long list, or a long
-    value inside such a dict, is replaced by a note that the JSON summary holds it.
+    Short values take one line; long dicts and lists are shown as indented
+    ``key: value`` / ``- item`` lines down to :data:`_DEPTH` levels, below which a
+    long value is replaced by a note that the JSON summary holds it.
     """
     lines: list[str] = []
     omitted = False
     for key, value in summary.items():
-        text = _short(value)
-        if text is not None:
-            lines.append(f"{key}: {text}")
-        elif isinstance(value, dict):
-            lines.append(f"{key}:")
-            for k, v in value.items():
-                t = _short(v)
-                if t is None:
-                    omitted = True
-                    t = f"({len(v)} entries, in the JSON summary)"
-                lines.append(f"  {k}: {t}")
-        else:
-            omitted = True
-            lines.append(f"{key}: ({len(value)} entries, in the JSON summary)")
+        omitted |= _render(str(key), value, "", 1, lines)
     return lines, omitted
 
 
@@ -123,7 +142,7 @@ def print_error(command: str, err: Exception) -> None:
 
 
 def _clock(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
+    m, s = divmod(round(seconds), 60)
     return f"{m // 60:d}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m:02d}:{s:02d}"
 
 
