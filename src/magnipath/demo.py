@@ -79,9 +79,9 @@ class DemoConfig:
     depth: int = 3
     norm: bool = True
     train_seconds: float = 900.0
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 16
-    lr: float = 3e-3
+    lr: float = 2e-3
     warmup: float = 0.1
     sampling: str = "balanced"
     amp: bool = True

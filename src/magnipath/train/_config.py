@@ -183,7 +183,7 @@ class TrainConfig:
                 balance_missing_ok=True, select="miou", batch_size=8)
         elif key == "demo":
             base = dict(arch="dmmn-m3", arch_kwargs={"base": 8, "depth": 3, "norm": True},
-                        optimizer="adam", lr=3e-3, momentum=0.9, weight_decay=0.0, epochs=20,
+                        optimizer="adam", lr=2e-3, momentum=0.9, weight_decay=0.0, epochs=30,
                         batch_size=16, loss="wce+dice", schedule="cosine", warmup=0.1,
                         sampling="balanced", select="miou", amp=True)
         elif key == "tls":
