@@ -39,7 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_one(seed: int, precision: str, args: argparse.Namespace) -> dict:
     """One demo in a fresh process; returns its JSON line."""
-    out = Path(tempfile.mkdtemp(prefix=f"bench_demo_s{seed}_{precision}_", dir=args.workdir))
+    if args.workdir:  # a fixed folder: a rerun reuses the slides made there (same settings)
+        out = Path(args.workdir) / f"demo_s{seed}_{precision}"
+    else:
+        out = Path(tempfile.mkdtemp(prefix=f"bench_demo_s{seed}_{precision}_"))
     cmd = [sys.executable, "-m", "magnipath.cli", "demo", "--out", str(out), "--seed", str(seed),
            "--json", "--quiet", *args.demo_args]
     if precision == "fp32":
@@ -73,9 +76,9 @@ def run_one(seed: int, precision: str, args: argparse.Namespace) -> dict:
         "minutes_demo": round(s["timings_s"]["total_s"] / 60.0, 2),
         "timings_s": s["timings_s"], "epochs": tr["epochs"], "epochs_done": tr["epochs_done"],
         "stopped_by_time_cap": tr["stopped_by_time_cap"],
-        "samples_per_s": s["model"]["samples_per_s"],
+        "samples_per_s": s["model"]["samples_per_s"], "slides_reused": s["slides"]["reused"],
     })
-    if not args.keep:
+    if not args.workdir:
         shutil.rmtree(out, ignore_errors=True)
     return record
 
@@ -91,8 +94,9 @@ def main() -> None:
     p.add_argument("--min-miou", type=float, default=0.85, help="target mIoU (default 0.85)")
     p.add_argument("--min-class-iou", type=float, default=0.6,
                    help="target IoU of every class (default 0.6)")
-    p.add_argument("--workdir", default=None, help="where the demo folders go (default: tmp)")
-    p.add_argument("--keep", action="store_true", help="keep the demo folders")
+    p.add_argument("--workdir", default=None,
+                   help="folder for the demo folders demo_s<SEED>_<PRECISION> (kept; a rerun "
+                        "reuses their slides); default: temporary folders, removed")
     p.add_argument("--jsonl", default=None, help="append the JSON lines to this file")
     p.add_argument("demo_args", nargs="*", help="extra 'magnipath demo' options (after --)")
     args = p.parse_args()

@@ -1,6 +1,9 @@
 """The end-to-end demo pipeline on built-in synthetic slides (``magnipath demo``).
 
-Stages, each a plain call of the public API, so the demo doubles as a worked
+Slides an earlier run made with the same settings are reused (they are a
+deterministic function of them: ``slides/NAME.synth.json`` records them), so a
+rerun, e.g. with a longer ``--train-seconds``, starts at tiling. Stages, each a
+plain call of the public API, so the demo doubles as a worked
 example: synthesise training and test slides with ground truth -> tile the
 training slides (partial DMMN-style annotations, concentric context inputs) ->
 train a multi-magnification model on the CPU -> infer the held-out slide ->
@@ -11,12 +14,15 @@ slide, its ground truth and the predictions.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from magnipath._errors import MagnipathError
+from magnipath._io import atomic_write_text
 from magnipath.progress import CancelCallback, ProgressCallback, report
 
 
@@ -121,16 +127,22 @@ def run_demo(config: DemoConfig | None = None, *, progress: ProgressCallback | N
     # 1. synthetic slides with ground truth
     t = stage("synth", 0, 6)
     slides = []
+    reused = 0
     for i in range(cfg.n_train + 1):
         name = f"train_{i}" if i < cfg.n_train else "test_0"
-        res = synthesize(out / "slides" / f"{name}.tif",
-                         SynthConfig(width=cfg.size, height=cfg.size, mpp=cfg.mpp,
-                                     seed=cfg.seed * 100 + i),
-                         progress=progress, cancel=cancel)
+        scfg = SynthConfig(width=cfg.size, height=cfg.size, mpp=cfg.mpp, seed=cfg.seed * 100 + i)
+        res = _reuse_slide(out / "slides" / f"{name}.tif", scfg)
+        if res is None:
+            res = synthesize(out / "slides" / f"{name}.tif", scfg, progress=progress,
+                             cancel=cancel)
+            atomic_write_text(_stamp(res.slide), json.dumps(_synth_key(scfg)))
+        else:
+            reused += 1
         slides.append(res)
     timings["synth_s"] = time.perf_counter() - t
     train_slides, test = slides[:-1], slides[-1]
-    summary["slides"] = {"train": [str(s.slide) for s in train_slides], "test": str(test.slide)}
+    summary["slides"] = {"train": [str(s.slide) for s in train_slides], "test": str(test.slide),
+                         "reused": reused}
 
     # 2. tiles with DMMN-style concentric context, from partial annotations
     t = stage("tile", 1, 6)
@@ -204,6 +216,29 @@ def run_demo(config: DemoConfig | None = None, *, progress: ProgressCallback | N
     summary["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     summary["timings_s"]["total_s"] = round(sum(timings.values()), 1)
     return summary
+
+
+def _synth_key(scfg) -> dict:
+    return {k: v for k, v in asdict(scfg).items()}
+
+
+def _stamp(slide: Path) -> Path:
+    return slide.with_name(slide.stem + ".synth.json")
+
+
+def _reuse_slide(path: Path, scfg) -> SimpleNamespace | None:
+    """A slide an earlier demo made with the same settings (slides are a deterministic
+    function of them), with its GeoJSON files; None when it must be made."""
+    from magnipath.synth import sidecar_paths
+
+    truth, partial, mitoses = sidecar_paths(path)
+    try:
+        same = json.loads(_stamp(path).read_text()) == json.loads(json.dumps(_synth_key(scfg)))
+    except (OSError, ValueError):
+        return None
+    if not same or not all(p.is_file() for p in (path, truth, partial, mitoses)):
+        return None
+    return SimpleNamespace(slide=path, truth=truth, partial=partial, mitoses=mitoses)
 
 
 def training_status(cfg: DemoConfig, trained: dict, train_s: float) -> dict:

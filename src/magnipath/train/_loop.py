@@ -178,6 +178,11 @@ def train(dataset: Any, out_dir: str | Path, config: TrainConfig | None = None, 
         if changed:
             warnings.append(f"resumed with changed settings {changed}: the result differs from "
                             "an uninterrupted run")
+        if cfg.schedule != "constant" and cfg.epochs != saved.epochs:
+            warnings.append(f"resumed with --epochs {cfg.epochs} instead of {saved.epochs} "
+                            f"under the {cfg.schedule} learning-rate schedule: the schedule "
+                            "now spans the new number of epochs, so the result differs from "
+                            "an uninterrupted run")
         if state.get("dataset_id") != ds.manifest.get("dataset_id"):
             raise ModelError(f"{out / 'last.pt'} was trained on dataset "
                              f"{state.get('dataset_id')}, not {ds.path} "
