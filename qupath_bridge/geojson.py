@@ -98,9 +98,11 @@ def loads_geojson(text: str, *, source: str = "<string>") -> list[QuPathObject]:
     elif isinstance(data, dict) and data.get("type") in GEOMETRY_TYPES:
         features = [{"type": "Feature", "geometry": data, "properties": {}}]
     else:
-        got = data.get("type") if isinstance(data, dict) else type(data).__name__
+        got = (f"type {data['type']!r}" if isinstance(data, dict) and "type" in data else
+               f"a JSON object with keys {sorted(map(str, data))[:8]}" if isinstance(data, dict)
+               else f"JSON {json.dumps(data)[:40]}")
         raise QuPathBridgeError(f"{source}: expected a GeoJSON FeatureCollection, Feature or "
-                                f"list of Features, got {got!r}")
+                                f"list of Features, got {got}")
     return [feature_to_object(f, source=source, index=i) for i, f in enumerate(features)]
 
 

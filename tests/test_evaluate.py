@@ -149,8 +149,8 @@ def test_evaluate_cli_json_and_table(tmp_path, capsys):
     full = json.loads((tmp_path / "full.json").read_text())
     assert full["slide"]["confusion_matrix"] == [[16, 0, 0], [16, 16, 0], [0, 0, 0]]
     assert main(["evaluate", str(store), "--truth", str(gj), "--quiet"]) == 0
-    err = capsys.readouterr().err
-    assert "Stroma" in err and "mIoU 0.500" in err and "slides per minute" in err
+    out = capsys.readouterr().out  # the table is the last thing printed
+    assert "Stroma" in out and "mIoU 0.500" in out and "slides per minute" in out
     assert main(["evaluate", str(store), "--truth", str(tmp_path / "missing.geojson")]) == 1
     assert "not found" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path), "--truth", str(gj)]) == 1

@@ -133,6 +133,8 @@ def test_json_suffix(tmp_path):
     ('[{"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}}, {"type": "F"}]',
      "feature 1: expected a GeoJSON Feature, got 'F'"),
     ('{"type": "Topology"}', "expected a GeoJSON FeatureCollection"),
+    ('{"objects": [], "name": "x"}', "got a JSON object with keys ['name', 'objects']"),
+    ('null', "got JSON null"),
     ('{"type": "FeatureCollection"', "not valid JSON"),
 ])
 def test_errors_name_source_and_feature(text, message):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from magnipath._errors import MagnipathError
@@ -101,8 +100,7 @@ def run(args: argparse.Namespace, progress) -> dict:
         from magnipath._io import atomic_write_text
 
         atomic_write_text(args.out, json.dumps(result, indent=1))
-    if not getattr(args, "json", False):
-        print(format_table(result), file=sys.stderr)
+    args.table = format_table(result)  # printed last, by human_lines
     s = result["slide"]
     return {"prediction": str(args.prediction), "mean_iou": s["overall"]["mean_iou"],
             "accuracy": s["overall"]["accuracy"], "mcc": s["overall"]["mcc"],
@@ -114,3 +112,10 @@ def run(args: argparse.Namespace, progress) -> dict:
             "slides_per_minute": result["slides_per_minute"],
             "notes": result["notes"],
             **({"result_json": str(args.out)} if args.out else {})}
+
+
+def human_lines(summary: dict, args: argparse.Namespace) -> list[str]:
+    """The summary lines, then the metrics table (the last thing printed)."""
+    from magnipath.cli._common import summary_lines
+
+    return [*summary_lines(summary)[0], "", *str(getattr(args, "table", "")).splitlines()]

@@ -225,6 +225,10 @@ def run(args: argparse.Namespace, progress) -> dict:
     from magnipath.checkpoint import card_of, provenance_note
     from magnipath.infer import infer_slide, prediction_objects
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise MagnipathError(f"--out {args.out} is a file, not a folder: infer writes one "
+                             "<slide>.zarr store (and .geojson) per slide into a folder; give a "
+                             "folder that does not exist yet (it is created) or an existing one")
     if args.cohort is not None:
         return _run_cohort(args, progress)
     if args.workers is None:

@@ -12,7 +12,9 @@ momentum 0.99, weight decay 1e-4, 20 epochs, weighted cross-entropy, elastic
 balancing carcinoma 2, benign 10, background 1, necrosis 3; order benign >
 carcinoma > necrosis > background; best by mean IoU) and --preset tls (McCombe
 et al.: unetpp-effb0, Adam lr 1e-3, batch 8, 5 epochs, Dice loss, best by the
-IoU of class TLS). Any option given next to a preset wins.
+IoU of class TLS). --preset demo is the quick CPU setting of `magnipath demo`
+(small dmmn-m3, Adam 3e-3 with warm-up + cosine schedule, class-balanced
+sampling, WCE + Dice, 20 epochs). Any option given next to a preset wins.
 
 With --resume the stored settings are used; only the options you give change
 (--epochs to train further, --time-budget, --workers, --device keep the run
@@ -41,8 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model folder to write (checkpoints, model card, history, plots)")
     p.add_argument("--arch", metavar="NAME",
                    help=f"architecture: {ARCH_NAMES} (default: the preset's)")
-    p.add_argument("--preset", choices=("dmmn", "tls"),
-                   help="settings of a paper (see the description); options given win")
+    p.add_argument("--preset", choices=("dmmn", "tls", "demo"),
+                   help="settings of a paper, or 'demo' (quick on a CPU; see the "
+                        "description); options given win")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, metavar="N", help="passes over the balanced training set")
     g.add_argument("--lr", type=float, metavar="LR", help="learning rate (unitless)")

@@ -7,7 +7,11 @@ cross-entropy, elastic class balancing with rates carcinoma 2, benign epithelial
 carcinoma > necrosis > background, best checkpoint by validation mIoU.
 ``TrainConfig.preset("tls")`` reproduces McCombe et al. (TLS segmentation):
 UNet++/EfficientNet-B0, Adam lr 1e-3, batch 8, 5 epochs, Dice loss, best
-checkpoint by the IoU of class "TLS". Any field given next to a preset wins.
+checkpoint by the IoU of class "TLS". ``TrainConfig.preset("demo")`` is the
+quick CPU setting of ``magnipath demo``: a small DMMN-M3 (base 8, depth 3, batch
+norm), Adam with a warm-up + cosine learning-rate schedule, class-balanced
+sampling and WCE + Dice, 20 epochs of batch 16, mixed precision where native.
+Any field given next to a preset wins.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from magnipath.train._stain_aug import DEFAULT_STAIN_AUGMENT, check_stain_augmen
 
 LOSSES = ("wce", "ce", "dice", "wce+dice")
 OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine")
+SAMPLINGS = ("uniform", "balanced")
 
 DEFAULT_JITTER: dict[str, float] = {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1,
                                     "hue": 0.03}
@@ -111,6 +117,26 @@ class TrainConfig:
         Load the used tiles into memory when they take less than this, MiB.
     preset_name : str or None
         Name of the preset the configuration started from (for the record).
+    schedule : {"constant", "cosine"}
+        Learning rate over the run's optimisation steps (``epochs x`` steps per
+        epoch): ``constant`` keeps ``lr``; ``cosine`` warms up linearly from
+        ``lr / 25`` to ``lr`` over the first ``warmup`` share of the steps, then
+        decays along a half cosine to ``lr * final_lr``. Set per step, so a
+        resumed run follows the same curve.
+    warmup : float
+        Share of the steps spent warming up (0-1, ``cosine`` only).
+    final_lr : float
+        Last learning rate of ``cosine`` as a fraction of ``lr``.
+    sampling : {"uniform", "balanced"}
+        ``uniform``: each epoch is a permutation of the (elastically balanced)
+        items. ``balanced``: each epoch draws as many items with replacement so
+        that every class is equally likely to be present in a sample (a class
+        is present in a tile when it holds at least ``min_class_fraction`` of
+        its labelled pixels), so rare classes are seen from the first batches;
+        the weighted cross-entropy then weighs classes by their expected pixel
+        counts under this sampling.
+    min_class_fraction : float
+        Presence threshold of ``balanced`` sampling, fraction of a tile's labelled pixels.
     """
 
     arch: str = "dmmn-m3"
@@ -140,6 +166,11 @@ class TrainConfig:
     time_budget_s: float | None = None
     cache_mb: float = 2048.0
     preset_name: str | None = None
+    schedule: str = "constant"
+    warmup: float = 0.0
+    final_lr: float = 0.01
+    sampling: str = "uniform"
+    min_class_fraction: float = 0.01
 
     # -- presets --------------------------------------------------------------------------
     @classmethod
@@ -148,7 +179,7 @@ class TrainConfig:
 
         Parameters
         ----------
-        name : {"dmmn", "tls"}
+        name : {"dmmn", "tls", "demo"}
         **overrides
             Any :class:`TrainConfig` field; wins over the preset.
         """
@@ -158,11 +189,17 @@ class TrainConfig:
                 arch="dmmn-m3", optimizer="sgd", lr=5e-5, momentum=0.99, weight_decay=1e-4,
                 epochs=20, loss="wce", balance=dict(DMMN_RATES), balance_order=list(DMMN_ORDER),
                 balance_missing_ok=True, select="miou", batch_size=8)
+        elif key == "demo":
+            base = dict(arch="dmmn-m3", arch_kwargs={"base": 8, "depth": 3, "norm": True},
+                        optimizer="adam", lr=2e-3, momentum=0.9, weight_decay=0.0, epochs=30,
+                        batch_size=16, loss="wce+dice", schedule="cosine", warmup=0.1,
+                        sampling="balanced", select="miou", amp=True)
         elif key == "tls":
             base = dict(arch="unetpp-effb0", optimizer="adam", lr=1e-3, momentum=0.9,
                         weight_decay=0.0, epochs=5, batch_size=8, loss="dice", select="TLS")
         else:
-            raise ModelError(f"unknown training preset {name!r}; choose 'dmmn' or 'tls'")
+            raise ModelError(f"unknown training preset {name!r}; choose 'dmmn', 'tls' or "
+                             "'demo'")
         base["preset_name"] = key
         base.update({k: v for k, v in overrides.items() if v is not None})
         cfg = cls(**base)
@@ -201,6 +238,16 @@ class TrainConfig:
         why = check_stain_augment(dict(self.stain_augment or {}))
         if why:
             raise bad("stain_augment", why)
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"choose one of {SCHEDULES}")
+        if not 0.0 <= float(self.warmup) < 1.0:
+            raise bad("warmup", "a share of the steps: 0 or more, below 1")
+        if not 0.0 <= float(self.final_lr) <= 1.0:
+            raise bad("final_lr", "a fraction of lr between 0 and 1")
+        if self.sampling not in SAMPLINGS:
+            raise bad("sampling", f"choose one of {SAMPLINGS}")
+        if not 0.0 <= float(self.min_class_fraction) < 1.0:
+            raise bad("min_class_fraction", "a fraction between 0 and 1")
         if int(self.elastic_grid) < 2 or float(self.elastic_sigma) < 0:
             raise bad("elastic_grid" if int(self.elastic_grid) < 2 else "elastic_sigma",
                       "grid needs at least 2 points per side and sigma >= 0")

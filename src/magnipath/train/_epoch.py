@@ -45,6 +45,7 @@ class Runner:
         self.n_inputs, self.n_classes, self.ignore = n_inputs, n_classes, ignore_index
         self.names = class_names
         self.progress, self.cancel = progress, cancel
+        self.lr_at: Any = None  # optional: global step (0-based) -> learning rate
 
     def _inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Batch ``(B, n_inputs, 3, S, S)`` -> list of ``(B, 3, S, S)`` on the device."""
@@ -78,6 +79,10 @@ class Runner:
             if not bool((y != self.ignore).any()):
                 continue  # no labelled pixel: nothing to learn from this batch
             y_dev = y.to(self.device, non_blocking=True)
+            if self.lr_at is not None:
+                lr = float(self.lr_at((epoch - 1) * n_batches + b))
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.loss_fn(self._forward(x).float(), y_dev)
             if self.scaler is not None:

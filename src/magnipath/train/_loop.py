@@ -47,6 +47,12 @@ from magnipath.train._data import EpochSampler, TileSamples, preload_tiles
 from magnipath.train._elastic import plan_balance
 from magnipath.train._epoch import Runner
 from magnipath.train._plot import plot_balance, plot_curve
+from magnipath.train._schedule import (
+    BalancedEpochSampler,
+    balanced_weights,
+    expected_counts,
+    lr_factor,
+)
 from magnipath.train._setup import (
     build_training_model,
     class_names,
@@ -185,6 +191,11 @@ def train(dataset: Any, out_dir: str | Path, config: TrainConfig | None = None, 
         if changed:
             warnings.append(f"resumed with changed settings {changed}: the result differs from "
                             "an uninterrupted run")
+        if cfg.schedule != "constant" and cfg.epochs != saved.epochs:
+            warnings.append(f"resumed with --epochs {cfg.epochs} instead of {saved.epochs} "
+                            f"under the {cfg.schedule} learning-rate schedule: the schedule "
+                            "now spans the new number of epochs, so the result differs from "
+                            "an uninterrupted run")
         if state.get("dataset_id") != ds.manifest.get("dataset_id"):
             raise ModelError(f"{out / 'last.pt'} was trained on dataset "
                              f"{state.get('dataset_id')}, not {ds.path} "
@@ -212,6 +223,13 @@ def train(dataset: Any, out_dir: str | Path, config: TrainConfig | None = None, 
         counts[row, :len(cc)] = cc
     plan = plan_balance(train_idx, counts, rates, order)
     table = plan.table({c.index: c.name for c in class_map.classes})
+    loss_counts = plan.counts_after
+    weights = None
+    if cfg.sampling == "balanced":
+        row_of = {int(t): r for r, t in enumerate(train_idx)}
+        item_counts = counts[[row_of[int(t)] for t in plan.tiles]]
+        weights = balanced_weights(item_counts, cfg.min_class_fraction)
+        loss_counts = expected_counts(item_counts, weights) * len(plan)
 
     device = resolve_device(cfg.device)
     configure_for_training(device)  # cudnn.benchmark + TF32 on CUDA; nothing elsewhere
@@ -227,7 +245,7 @@ def train(dataset: Any, out_dir: str | Path, config: TrainConfig | None = None, 
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(cfg.loss, n_classes=n_classes, class_counts=plan.counts_after,
+    loss_fn = build_loss(cfg.loss, n_classes=n_classes, class_counts=loss_counts,
                          ignore_index=ignore).to(device)
     optimizer = make_optimizer(cfg, model)
     scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(amp) else None
@@ -268,7 +286,11 @@ def train(dataset: Any, out_dir: str | Path, config: TrainConfig | None = None, 
                             stain=cfg.stain_augment, **common)
     val_set = TileSamples(ds, val_idx, np.zeros(len(val_idx), np.int64), augment=False, **common)
     cap = None if cfg.max_steps_per_epoch is None else cfg.max_steps_per_epoch * cfg.batch_size
-    sampler = EpochSampler(len(train_set), cfg.seed, shuffle=True, max_items=cap)
+    if weights is None:
+        sampler = EpochSampler(len(train_set), cfg.seed, shuffle=True, max_items=cap)
+    else:
+        sampler = BalancedEpochSampler(weights, cfg.seed, len(train_set) if cap is None
+                                       else min(cap, len(train_set)))
     gen = torch.Generator()
     loader_kw = dict(batch_size=cfg.batch_size, num_workers=workers,
                      pin_memory=device.type == "cuda", persistent_workers=workers > 0,
@@ -282,6 +304,13 @@ def train(dataset: Any, out_dir: str | Path, config: TrainConfig | None = None, 
                     channels_last=channels_last, n_inputs=used_geometry.n_inputs,
                     n_classes=n_classes, ignore_index=ignore, class_names=names,
                     progress=progress, cancel=cancel)
+    if cfg.schedule != "constant":
+        n_steps = cfg.epochs * len(loader)
+
+        def _lr(step: int) -> float:
+            return cfg.lr * lr_factor(step, n_steps, schedule=cfg.schedule, warmup=cfg.warmup,
+                                      final=cfg.final_lr)
+        runner.lr_at = _lr
     deadline = None if cfg.time_budget_s is None else t_start + float(cfg.time_budget_s)
     stopped, epoch, tr = "completed", start - 1, None
     named = class_map.names
