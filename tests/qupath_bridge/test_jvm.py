@@ -32,9 +32,9 @@ CHILD = textwrap.dedent("""
     import sys, time
     import jpype
     from qupath_bridge import _jvm
-    print("starting", flush=True)
     try:
         with _jvm.starting_jvm():
+            print("starting", flush=True)  # inside the guard: a Ctrl-C now is one during the start
             jpype.startJVM(sys.argv[1], convertStrings=False)  # as paquo calls it
         print("started", flush=True)
         time.sleep(float(sys.argv[2]))
