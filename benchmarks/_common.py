@@ -94,3 +94,23 @@ def emit(record: dict, jsonl: str | None) -> None:
         Path(jsonl).parent.mkdir(parents=True, exist_ok=True)
         with open(jsonl, "a") as f:
             f.write(line + "\n")
+
+
+def make_tiles(work: Path, train_slides: list, magnification: float, tile: int) -> Path:
+    """The DMMN tile dataset of the training slides, the last one for validation."""
+    from magnipath.geometry import TileGeometry
+    from magnipath.synth import SYNTH_CLASSES
+    from magnipath.tiling import SlideSource, TilingConfig, make_dataset
+
+    folder = work / "dataset"
+    if (folder / "manifest.json").is_file():
+        return folder
+    n = len(train_slides)
+    sources = [SlideSource(path=s.slide, annotations=s.partial, slide_id=s.slide.stem,
+                           group=s.slide.stem) for s in train_slides]
+    make_dataset(sources, folder, class_map=SYNTH_CLASSES,
+                 config=TilingConfig(geometry=TileGeometry.dmmn(mpp=10.0 / magnification,
+                                                                size=tile),
+                                     min_tissue=0.05, min_labelled=0.01,
+                                     split=((n - 1) / n, 1 / n, 0.0), seed=0))
+    return folder

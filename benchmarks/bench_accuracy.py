@@ -23,7 +23,7 @@ import argparse
 import time
 from pathlib import Path
 
-from _common import emit
+from _common import emit, make_tiles
 
 ARCHS = ("dsmn-s2", "dmmn-ms", "dmmn-m2s", "dmmn-m3", "unetpp-effb0")
 
@@ -38,26 +38,6 @@ def make_slides(work: Path, size: int, n_train: int, n_test: int) -> tuple[list,
         out.append(synthesize(work / "slides" / f"{name}.tif",
                               SynthConfig(width=size, height=size, mpp=0.25, seed=seed)))
     return out[:n_train], out[n_train:]
-
-
-def make_tiles(work: Path, train_slides: list, magnification: float, tile: int) -> Path:
-    """The DMMN tile dataset of the training slides (last slide for validation)."""
-    from magnipath.geometry import TileGeometry
-    from magnipath.synth import SYNTH_CLASSES
-    from magnipath.tiling import SlideSource, TilingConfig, make_dataset
-
-    folder = work / "dataset"
-    if (folder / "manifest.json").is_file():
-        return folder
-    n = len(train_slides)
-    sources = [SlideSource(path=s.slide, annotations=s.partial, slide_id=s.slide.stem,
-                           group=s.slide.stem) for s in train_slides]
-    make_dataset(sources, folder, class_map=SYNTH_CLASSES,
-                 config=TilingConfig(geometry=TileGeometry.dmmn(mpp=10.0 / magnification,
-                                                                size=tile),
-                                     min_tissue=0.05, min_labelled=0.01,
-                                     split=((n - 1) / n, 1 / n, 0.0), seed=0))
-    return folder
 
 
 def run_arch(arch: str, dataset: Path, tests: list, work: Path, args) -> dict:

@@ -32,7 +32,7 @@ import os
 import time
 from pathlib import Path
 
-from _common import emit
+from _common import emit, make_tiles
 
 VARIANTS = {"none": {}, "hed": None, "hed+macenko": {"macenko": 0.5}}
 
@@ -57,26 +57,6 @@ def make_slides(work: Path, size: int, n_train: int, n_test: int,
     tests = {look: [synth(f"test_{j}_{look}", 1000 + j, look) for j in range(n_test)]
              for look in looks}
     return train, tests
-
-
-def make_tiles(work: Path, train_slides: list, magnification: float, tile: int) -> Path:
-    """The demo's DMMN tile dataset of the training slides (last slide for validation)."""
-    from magnipath.geometry import TileGeometry
-    from magnipath.synth import SYNTH_CLASSES
-    from magnipath.tiling import SlideSource, TilingConfig, make_dataset
-
-    folder = work / "dataset"
-    if (folder / "manifest.json").is_file():
-        return folder
-    n = len(train_slides)
-    sources = [SlideSource(path=s.slide, annotations=s.partial, slide_id=s.slide.stem,
-                           group=s.slide.stem) for s in train_slides]
-    make_dataset(sources, folder, class_map=SYNTH_CLASSES,
-                 config=TilingConfig(geometry=TileGeometry.dmmn(mpp=10.0 / magnification,
-                                                                size=tile),
-                                     min_tissue=0.05, min_labelled=0.01,
-                                     split=((n - 1) / n, 1 / n, 0.0), seed=0))
-    return folder
 
 
 def train_variant(name: str, dataset: Path, work: Path, args) -> tuple[Path, dict, float]:
