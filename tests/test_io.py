@@ -44,3 +44,16 @@ def test_atomic_results_get_the_umask_mode_not_tempfiles_private_one(tmp_path, u
         (tmp / "inner.txt").write_text("y")
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o750
     assert stat.S_IMODE((tmp_path / "d" / "inner.txt").stat().st_mode) == 0o640
+
+
+def test_discard_stale_temps_removes_only_that_files_leftovers(tmp_path):
+    from magnipath._io import discard_stale_temps
+
+    final = tmp_path / "progress.json"
+    (tmp_path / ".progress.json.ab12.tmp").mkdir()
+    (tmp_path / ".progress.json.ab12.tmp" / "progress.json").write_text("{")
+    (tmp_path / ".progress.json.cd34.tmp").write_text("{")
+    (tmp_path / ".other.json.ef56.tmp").mkdir()  # another file's: kept
+    final.write_text("{}")
+    assert discard_stale_temps(final) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.ef56.tmp", "progress.json"]

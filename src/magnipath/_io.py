@@ -8,6 +8,7 @@ What lands at the final path has the mode a plain write would give it
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -42,6 +43,24 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
         os.replace(target, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def discard_stale_temps(final: str | os.PathLike) -> int:
+    """Remove what killed :func:`atomic_path` writes of ``final`` left beside it.
+
+    Only for a ``final`` that one writer owns (e.g. a prediction store being
+    resumed): a concurrent writer's temporary path would go too. Returns the
+    number of paths removed.
+    """
+    final = Path(final)
+    n = 0
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.*.tmp"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        n += 1
+    return n
 
 
 def atomic_write_text(final: str | os.PathLike, text: str) -> Path:

@@ -166,3 +166,22 @@ def test_slide_facts_cannot_replace_the_stores_own(infer_slide_file, tmp_path, i
         infer_slide(infer_slide_file.slide, intensity_model, tmp_path,
                     InferConfig(chunk=64, batch_size=4), slide_meta=facts)
     assert not (tmp_path / "wide.zarr").exists()  # refused before anything is written
+
+
+def test_a_resumed_store_drops_what_a_killed_progress_write_left(infer_slide_file, tmp_path,
+                                                               intensity_model):
+    """A kill inside the atomic write of progress.json leaves its temporary folder in the
+    store; the resumed run removes it, so the finished store is the same files as one run."""
+    cfg = InferConfig(chunk=64, batch_size=4)
+    full = infer_slide(infer_slide_file.slide, intensity_model, tmp_path / "full", cfg)
+    with pytest.raises(Cancelled):
+        infer_slide(infer_slide_file.slide, intensity_model, tmp_path / "cut", cfg,
+                    cancel=_cancel_after(3))
+    store = tmp_path / "cut" / "wide.zarr"
+    stale = store / ".progress.json.k1ll3d.tmp"
+    stale.mkdir()
+    (stale / "progress.json").write_text('{"done": [[0, 0')  # cut mid-write
+
+    infer_slide(infer_slide_file.slide, intensity_model, tmp_path / "cut", cfg)
+    names = sorted(p.relative_to(store).as_posix() for p in store.rglob("*"))
+    assert names == sorted(p.relative_to(full.store).as_posix() for p in full.store.rglob("*"))

@@ -29,7 +29,7 @@ import numpy as np
 import zarr
 
 from magnipath._errors import MagnipathError
-from magnipath._io import atomic_write_text
+from magnipath._io import atomic_write_text, discard_stale_temps
 
 PYRAMID_MIN_SIDE = 1024
 """Pyramid levels are added (each halving the previous) while a side exceeds this."""
@@ -164,6 +164,7 @@ class PredictionStore:
 
     def _read_progress(self) -> set[tuple[int, int]]:
         p = self.path / "progress.json"
+        discard_stale_temps(p)  # a run killed while recording its progress (one writer per store)
         if not p.exists():
             return set()
         try:
