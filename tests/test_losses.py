@@ -15,6 +15,7 @@ from magnipath.losses import (
     WeightedCrossEntropy,
     build_loss,
     class_weights_from_counts,
+    inverse_sqrt_weights,
 )
 
 IGN = 255
@@ -39,6 +40,24 @@ def test_class_weights():
     for bad in ([0, 0], [-1, 2], [[1, 2]]):
         with pytest.raises(ModelError):
             class_weights_from_counts(bad)
+
+
+def test_inverse_sqrt_weights():
+    # counts 100, 400, 0, 10000: w ~ 1/10, 1/20, -, 1/100, scaled to a mean pixel weight of 1
+    w = inverse_sqrt_weights([100, 400, 0, 10_000])
+    raw = np.array([1 / 10, 1 / 20, 1 / 100])
+    raw /= (np.array([100, 400, 10_000]) * raw).sum() / 10_500
+    assert w.dtype == torch.float32
+    np.testing.assert_allclose(w.numpy()[[0, 1, 3]], raw, rtol=1e-6)
+    assert float(w[2]) == 1.0  # a class without pixels
+    assert float(w[0]) / float(w[3]) == pytest.approx(10.0)  # sqrt of the rarity
+    # a class 10^6 times rarer than the rest is capped
+    assert float(inverse_sqrt_weights([1, 10**8]).max()) == pytest.approx(10.0)
+    iwce = build_loss("iwce+dice", n_classes=4, class_counts=[100, 400, 0, 10_000])
+    assert torch.equal(iwce.losses[0].weights, w)
+    for bad in ([0, 0], [-1, 2]):
+        with pytest.raises(ModelError):
+            inverse_sqrt_weights(bad)
 
 
 def test_weighted_cross_entropy_by_hand():

@@ -44,6 +44,11 @@ class DemoConfig:
         Target magnification of the model (context inputs at 1/2 and 1/4 of it).
     tile : int
         Target tile size, pixels at the target magnification.
+    stride : int or None
+        Step of the inference windows, target pixels; None: half the tile, so that windows
+        overlap and are blended, and no pixel is predicted only at a window's edge (the
+        network sees less context there; thin structures such as duct walls were cut
+        along the window grid without overlap).
     arch : str
         Architecture name (``magnipath.models.list_models()``).
     base, depth, norm
@@ -80,6 +85,7 @@ class DemoConfig:
     n_train: int = 4
     magnification: float = 5.0
     tile: int = 64
+    stride: int | None = None
     arch: str = "dmmn-m3"
     base: int = 8
     depth: int = 3
@@ -183,7 +189,9 @@ def run_demo(config: DemoConfig | None = None, *, progress: ProgressCallback | N
     # 4. whole-slide inference on the held-out slide
     t = stage("infer", 3, 6)
     res = infer_slide(test.slide, out / "model", out / "predictions",
-                      InferConfig(batch_size=16, overwrite=True, amp=cfg.amp),
+                      InferConfig(batch_size=16, overwrite=True, amp=cfg.amp,
+                                  stride=cfg.stride or max(cfg.tile // 2, 1),
+                                  glass_background=True),
                       progress=progress,
                       cancel=cancel)
     timings["infer_s"] = time.perf_counter() - t

@@ -34,9 +34,13 @@ __all__ = [
     "WeightedCrossEntropy",
     "build_loss",
     "class_weights_from_counts",
+    "inverse_sqrt_weights",
 ]
 
-LOSSES = ("wce", "ce", "dice", "wce+dice")
+LOSSES = ("wce", "ce", "dice", "wce+dice", "iwce", "iwce+dice")
+
+MAX_INVERSE_WEIGHT = 10.0
+"""Cap of :func:`inverse_sqrt_weights` relative to the pixel-weighted mean weight."""
 
 
 def class_weights_from_counts(counts: Sequence[int] | np.ndarray | Tensor) -> Tensor:
@@ -72,6 +76,40 @@ def class_weights_from_counts(counts: Sequence[int] | np.ndarray | Tensor) -> Te
             "check the annotations and the class map."
         )
     return (1.0 - c / total).to(torch.float32)
+
+
+def inverse_sqrt_weights(counts: Sequence[int] | np.ndarray | Tensor) -> Tensor:
+    """Class weights ``w_c ∝ 1 / sqrt(N_c)``, for classes with few labelled pixels.
+
+    The DMMN weights (:func:`class_weights_from_counts`) stay close to 1 for every class
+    that holds a small share of the pixels, so a class with 0.3 % of the labelled pixels
+    (thin benign ducts after partial annotation) contributes 0.3 % of the loss. These
+    weights grow with the square root of a class's rarity: scaled so that the mean weight
+    of a labelled pixel is 1, capped at :data:`MAX_INVERSE_WEIGHT`; a class without pixels
+    gets 1.
+
+    Parameters
+    ----------
+    counts : sequence of int, numpy array or tensor
+        ``N_c``: labelled pixels of each class (index = class index).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 ``(C,)`` weights, all > 0.
+
+    Raises
+    ------
+    ModelError
+        As :func:`class_weights_from_counts`.
+    """
+    class_weights_from_counts(counts)  # the same checks
+    c = np.asarray(counts, dtype=np.float64)
+    w = np.ones_like(c)
+    present = c > 0
+    w[present] = 1.0 / np.sqrt(c[present])
+    w[present] /= float((c[present] * w[present]).sum() / c[present].sum())
+    return torch.as_tensor(np.minimum(w, MAX_INVERSE_WEIGHT), dtype=torch.float32)
 
 
 def _check_target(logits: Tensor, target: Tensor, ignore_index: int, n_classes: int) -> Tensor:
@@ -231,10 +269,11 @@ def build_loss(
 
     Parameters
     ----------
-    name : {"wce", "ce", "dice", "wce+dice"}
-        ``wce``: DMMN weighted cross-entropy (needs ``class_counts``); ``ce``: unweighted;
+    name : {"wce", "ce", "dice", "wce+dice", "iwce", "iwce+dice"}
+        ``wce``: DMMN weighted cross-entropy (needs ``class_counts``); ``iwce``: cross-entropy
+        weighted by :func:`inverse_sqrt_weights` (needs ``class_counts``); ``ce``: unweighted;
         ``dice``: binary Dice when ``n_classes <= 2`` (TLS paper), else multi-class;
-        ``wce+dice``: their sum.
+        ``wce+dice`` / ``iwce+dice``: the sum with Dice.
     n_classes : int
         Output channels of the model.
     class_counts : sequence of int, optional
@@ -255,7 +294,7 @@ def build_loss(
     if name not in LOSSES:
         raise ModelError(f"Unknown loss '{name}'. Choose one of: {', '.join(LOSSES)}.")
     parts: list[nn.Module] = []
-    if name in ("wce", "ce", "wce+dice"):
+    if name in ("wce", "ce", "wce+dice", "iwce", "iwce+dice"):
         if n_classes < 2:
             raise ModelError(
                 "Cross-entropy needs at least 2 output classes; use the 'dice' loss for a "
@@ -268,14 +307,15 @@ def build_loss(
                     f"Loss '{name}' needs the training set's pixel count per class "
                     "(class_counts); use 'ce' for an unweighted cross-entropy."
                 )
-            weights = class_weights_from_counts(class_counts)
+            weights = (inverse_sqrt_weights(class_counts) if name.startswith("iwce")
+                       else class_weights_from_counts(class_counts))
             if weights.numel() != n_classes:
                 raise ModelError(
                     f"class_counts has {weights.numel()} entries but the model has "
                     f"{n_classes} classes."
                 )
         parts.append(WeightedCrossEntropy(weights, ignore_index=ignore_index))
-    if name in ("dice", "wce+dice"):
+    if name in ("dice", "wce+dice", "iwce+dice"):
         mode = "binary" if n_classes <= 2 else "multiclass"
         parts.append(DiceLoss(mode, ignore_index=ignore_index))
     return parts[0] if len(parts) == 1 else CombinedLoss(parts)

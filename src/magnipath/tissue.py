@@ -257,7 +257,8 @@ def _otsu_threshold(sat: np.ndarray, valid: np.ndarray, band: int = BAND_ROWS) -
 
 
 def detect_tissue(slide: Slide, *, mpp: float = 8.0, threshold: float | None = None,
-                  min_object_um2: float = 5000.0, min_hole_um2: float = 5000.0) -> TissueMask:
+                  min_object_um2: float = 5000.0,
+                  min_hole_um2: float = 1_000_000.0) -> TissueMask:
     """Find tissue with Otsu's threshold on a low-resolution image of ``slide``.
 
     Parameters
@@ -272,7 +273,11 @@ def detect_tissue(slide: Slide, *, mpp: float = 8.0, threshold: float | None = N
     min_object_um2 : float
         Tissue pieces smaller than this area (µm²) are dropped.
     min_hole_um2 : float
-        Holes in tissue smaller than this area (µm²) are filled.
+        Holes enclosed by tissue smaller than this area (µm²) are filled: 1 mm² by
+        default. Fat is tissue, but its cells are empty and as white as the glass, so a
+        saturation threshold leaves an adipose lobule (often 0.05-0.5 mm²) as a hole; the
+        same holds for lumina and tears. A region of fat that reaches the glass is no hole
+        and stays outside the mask.
 
     Returns
     -------

@@ -15,8 +15,8 @@ H, W = 800, 1000  # level-0 pixels (1.6 x 2 mm)
 # (cy, cx, r) in µm: tissue discs; a lumen (small hole, filled), a large hole (kept),
 # and a speck of debris (small object, removed)
 BLOBS = [(500, 600, 300), (1000, 1400, 350), (1250, 500, 200)]
-SMALL_HOLE = (1150, 1250, 25)  # 1963 µm² < 5000: filled
-BIG_HOLE = (950, 1500, 90)  # 25447 µm²: stays background
+SMALL_HOLE = (1150, 1250, 25)  # 1963 µm²: filled
+BIG_HOLE = (950, 1500, 90)  # 25447 µm² (a fat lobule, a lumen): filled by default (< 1 mm²)
 SPECK = (200, 1700, 20)  # 1257 µm² < 5000: removed
 BLACK_FROM = (1450, 1700)  # (y, x) µm: black (like zero padding) below/right, never tissue
 
@@ -85,8 +85,16 @@ def test_mask_matches_blobs(blob_slide, mpp):
     yy, xx = ((np.mgrid[0:tm.mask.shape[0], 0:tm.mask.shape[1]] + 0.5) * mpp)
     assert tm.mask[_disc(yy, xx, SMALL_HOLE)].all()  # small hole filled
     assert not tm.mask[_disc(yy, xx, (*SPECK[:2], SPECK[2] + 8))].any()  # debris removed
-    assert not tm.mask[_disc(yy, xx, (*BIG_HOLE[:2], BIG_HOLE[2] - 10))].any()  # lumen kept
+    assert tm.mask[_disc(yy, xx, (*BIG_HOLE[:2], BIG_HOLE[2] - 10))].all()  # enclosed: tissue
     assert not tm.mask[(yy >= BLACK_FROM[0]) & (xx >= BLACK_FROM[1])].any()
+
+
+def test_holes_above_the_limit_stay_glass(blob_slide):
+    with open_slide(blob_slide) as s:
+        tm = detect_tissue(s, mpp=8.0, min_hole_um2=20_000.0)
+    yy, xx = ((np.mgrid[0:tm.mask.shape[0], 0:tm.mask.shape[1]] + 0.5) * 8.0)
+    assert tm.mask[_disc(yy, xx, SMALL_HOLE)].all()
+    assert not tm.mask[_disc(yy, xx, (*BIG_HOLE[:2], BIG_HOLE[2] - 10))].any()
 
 
 def test_no_cleanup_keeps_debris(blob_slide):

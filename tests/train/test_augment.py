@@ -52,6 +52,24 @@ def test_colour_jitter_is_the_same_for_all_inputs():
     assert changed, "colour jitter never changed a colour"
 
 
+def test_brightening_never_erases_pale_tissue_against_white_glass():
+    # adipocyte interior (248, 242, 246) next to glass (250, 249, 247): a linear brightness
+    # factor of 1.1 clipped both to pure white; the gamma keeps them apart
+    pale = torch.tensor([248, 242, 246], dtype=torch.float32) / 255
+    glass = torch.tensor([250, 249, 247], dtype=torch.float32) / 255
+    image = torch.zeros(3, 4, 4)
+    image[:, :, :2] = pale[:, None, None]
+    image[:, :, 2:] = glass[:, None, None]
+    label = torch.zeros(4, 4, dtype=torch.long)
+    for s in range(20):
+        out, _ = augment_sample(image[None], label, np.random.default_rng(s),
+                                jitter={"brightness": 0.3, "contrast": 0.0})
+        o = out[0]
+        # find the pale half again after the dihedral transform: the greener-deficit pixels
+        g = o[1]
+        assert float(g.max() - g.min()) > 0.01, f"seed {s}: pale tissue and glass merged"
+
+
 def test_samples_are_reproducible_and_independent_of_order(ds3):
     ds = open_dataset(ds3)
     tiles = ds.indices("train")[:6]

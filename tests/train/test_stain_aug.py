@@ -13,6 +13,7 @@ from magnipath.train._data import TileSamples
 from magnipath.train._stain_aug import (
     _HED,
     DEFAULT_STAIN_AUGMENT,
+    DEMO_STAIN_AUGMENT,
     hed_jitter,
     macenko_restain,
     stain_augment,
@@ -96,6 +97,8 @@ def test_on_by_default_in_every_preset_and_checked():
     assert TrainConfig().stain_augment == DEFAULT_STAIN_AUGMENT
     for name in ("dmmn", "tls"):
         assert TrainConfig.preset(name).stain_augment == DEFAULT_STAIN_AUGMENT
+    demo = TrainConfig.preset("demo").stain_augment  # on, milder (one stain in the demo)
+    assert demo == DEMO_STAIN_AUGMENT and 0 < demo["scale"] < DEFAULT_STAIN_AUGMENT["scale"]
     assert TrainConfig.preset("dmmn", stain_augment={}).stain_augment == {}
     for bad in ({"scale": -0.1}, {"macenko": 2.0}, {"hue": 0.1}, {"scale": "x"}):
         with pytest.raises(ModelError, match="stain_augment"):

@@ -62,6 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "window size, no overlap); overlapping windows are blended")
     p.add_argument("--no-tissue-mask", action="store_true",
                    help="predict every window, also on glass (slower)")
+    p.add_argument("--glass-background", action="store_true",
+                   help="after the model, label the pixels the tissue mask calls glass "
+                        "Background (windows on the tissue edge are predicted whole)")
     p.add_argument("--min-tissue", type=float, default=0.0,
                    help="keep a window when the tissue fraction of its target exceeds this "
                         "(fraction 0-1, default 0: any tissue)")
@@ -215,6 +218,7 @@ def _infer_config(args: argparse.Namespace, **extra):
 
     return InferConfig(stride=args.stride, batch_size=args.batch_size, device=args.device,
                        amp=not args.no_amp, tissue_mask=not args.no_tissue_mask,
+                       glass_background=args.glass_background,
                        min_tissue=args.min_tissue, region=_region(args.region),
                        probabilities=args.probabilities, overwrite=args.overwrite,
                        decode=args.decode, compile=args.compile,

@@ -53,9 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer", choices=("sgd", "adam"), help="optimiser (default adam)")
     g.add_argument("--momentum", type=float, metavar="M", help="SGD momentum (unitless)")
     g.add_argument("--weight-decay", type=float, metavar="WD", help="L2 weight decay (unitless)")
-    g.add_argument("--loss", choices=("wce", "ce", "dice", "wce+dice"),
-                   help="loss: weighted cross-entropy (w_c = 1 - N_c / sum N), plain "
-                        "cross-entropy, Dice, or WCE + Dice; unlabelled pixels never count")
+    g.add_argument("--loss", choices=("wce", "ce", "dice", "wce+dice", "iwce", "iwce+dice"),
+                   help="loss: weighted cross-entropy (wce: w_c = 1 - N_c / sum N; iwce: "
+                        "w_c ~ 1 / sqrt(N_c), for rare classes), plain cross-entropy, Dice, or "
+                        "either WCE + Dice; unlabelled pixels never count")
     g.add_argument("--select", metavar="SCORE",
                    help="validation score that picks best.pt: 'miou' or a class name (IoU)")
     g.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")

@@ -257,6 +257,8 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
                                   tissue_mask=cfg.tissue_mask, min_tissue=cfg.min_tissue)
         if cfg.normalise_stain:  # only then: other runs keep their signature
             signature["normalise_stain"] = True
+        if cfg.glass_background:
+            signature["glass_background"] = True
         store = PredictionStore(
             path, signature=signature, out_shape=out_shape, n_classes=card.n_classes,
             chunk=plan.chunk, fill=fill, probabilities=cfg.probabilities,
@@ -305,6 +307,12 @@ def infer_slide(slide: str | os.PathLike, model, out_dir: str | os.PathLike,
                                 depth=cfg.pipeline_depth,
                                 progress=progress, cancel=cancel)
             timings["run_s"] = time.perf_counter() - t0
+            if cfg.glass_background:
+                from magnipath.infer._glass import relabel_glass
+
+                t0 = time.perf_counter()
+                relabel_glass(store.labels, mask, (region[0], region[1]), d, fill, plan.chunk)
+                timings["glass_s"] = time.perf_counter() - t0
         finally:
             reader.close()
         t0 = time.perf_counter()

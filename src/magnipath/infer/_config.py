@@ -41,6 +41,11 @@ class InferConfig:
     min_tissue : float
         Keep a window when the tissue fraction of its target box exceeds this
         (0 <= min_tissue < 1; 0: any tissue).
+    glass_background : bool
+        After the model, give the pixels the tissue mask calls glass the fill label
+        (needs ``tissue_mask``). Windows on the tissue's edge are predicted whole, and a
+        model may call white glass fat; holes enclosed by tissue (fat lobules, lumina)
+        count as tissue and are left to the model. Fat that reaches the glass is lost.
     region : Box or None
         Level-0 ``(x, y, w, h)`` to predict; default the whole slide.
     probabilities : bool
@@ -76,6 +81,7 @@ class InferConfig:
     amp: bool = True
     tissue_mask: bool = True
     min_tissue: float = 0.0
+    glass_background: bool = False
     region: Box | None = None
     probabilities: bool = False
     workers: int = 2
@@ -114,6 +120,9 @@ class InferConfig:
             raise InferError(f"workers {self.workers!r}: give a whole number of threads >= 1")
         if not 0.0 <= float(self.min_tissue) < 1.0:
             raise InferError(f"min_tissue {self.min_tissue!r}: give a fraction in [0, 1)")
+        if self.glass_background and not self.tissue_mask:
+            raise InferError("glass_background needs the tissue mask: drop --no-tissue-mask "
+                             "or --glass-background")
         if self.chunk is not None and (not whole(self.chunk) or self.chunk < 16):
             raise InferError(f"chunk {self.chunk!r}: give a whole number of target pixels >= 16")
         return int(stride)

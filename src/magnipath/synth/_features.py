@@ -176,9 +176,12 @@ def _lobule(pl: _Placer, r_um: float, plan: FeaturePlan) -> bool:
     n_ducts = int(rng.integers(4, 11))
     placed = 0
     for _ in range(n_ducts):
-        rd = rng.uniform(22, max(23.0, min(60, 0.5 * r_um))) * px
-        asp = rng.uniform(0.6, 1.0)
-        wall = rng.uniform(10, 15) * px
+        # the epithelial bilayer of a benign duct or acinus (cuboidal-to-columnar luminal
+        # cells and the flat myoepithelial layer) is about 15-20 µm thick
+        wall_um = rng.uniform(14, 22)
+        rd = rng.uniform(wall_um + 16, max(wall_um + 17, min(64, 0.5 * r_um))) * px
+        asp = rng.uniform(0.7, 1.0)
+        wall = wall_um * px
         for _ in range(20):
             ang, rad = rng.uniform(0, 2 * np.pi), np.sqrt(rng.random()) * max(rl - rd * 1.12, 0)
             dx, dy = x + rad * np.cos(ang), y + rad * np.sin(ang)

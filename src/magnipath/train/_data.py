@@ -71,6 +71,9 @@ def augment_sample(images: torch.Tensor, label: torch.Tensor, rng: np.random.Gen
         The sample's random stream.
     jitter : dict
         ``brightness``, ``contrast``, ``saturation`` (factor ranges) and ``hue`` (turns).
+        Brightness ``b`` is applied as the gamma ``x ** (1 / b)`` (``b > 1`` brightens), so
+        that near-white pixels keep their differences; contrast scales around the tile's
+        mean grey.
 
     Returns
     -------
@@ -87,7 +90,9 @@ def augment_sample(images: torch.Tensor, label: torch.Tensor, rng: np.random.Gen
     if flip:
         images = images.flip(-1)
         label = label.flip(-1)
-    x = images * b
+    # brightness as a gamma: white stays white and nothing saturates (a linear factor > 1
+    # clipped pale tissue, e.g. adipocytes and their membranes, to the white of the glass)
+    x = images.clamp_min(1e-6) ** (1.0 / b) if b != 1.0 else images
     mean = torch.einsum("nchw,c->n", x, _GREY) / (x.shape[-1] * x.shape[-2])
     x = (x - mean[:, None, None, None]) * c + mean[:, None, None, None]
     if s != 1.0 or h != 0.0:
