@@ -43,7 +43,7 @@ class Species:
     harmonics: tuple[float, float] = (0.03, 0.03)  # max amplitudes of the 2- and 3-fold terms
 
 
-LYMPHOCYTE = Species("lymphocyte", 7.2, (2.9, 3.4), (0.85, 1.0), (1.45, 1.9), "solid")
+LYMPHOCYTE = Species("lymphocyte", 7.2, (2.9, 3.4), (0.85, 1.0), (1.6, 2.1), "solid")
 FIBROBLAST = Species("fibroblast", 15.0, (4.5, 7.5), (0.2, 0.32), (1.05, 1.35), "solid")
 CARCINOMA = Species("carcinoma", 12.5, (4.5, 7.0), (0.65, 1.0), (0.75, 1.05), "vesicular",
                     (0.12, 0.08))

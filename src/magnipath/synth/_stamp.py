@@ -118,7 +118,7 @@ def _shape_radius(u: np.ndarray, v: np.ndarray, a: np.ndarray, b: np.ndarray,
 SECTION_UM = 4.0
 """Thickness of the tissue section in µm (routine paraffin sections are cut at 3-5 µm)."""
 
-CUT_SPREAD = 0.5
+CUT_SPREAD = 0.25
 """How far outside the section a drawn nucleus' centre may lie, in units of its depth
 semi-axis: a nucleus is seen when its centre is within ``SECTION_UM / 2 + CUT_SPREAD * c``
 of the section's mid-plane (``c`` its depth semi-axis)."""
