@@ -155,7 +155,7 @@ def duct_nuclei(layout, duct) -> tuple[Nuclei, Nuclei]:
         return layout._cache[key]
     px = 1.0 / layout.mpp
     out = []
-    for ring_geom, spacing, a, b, dark, radial, k in (
+    for ring_geom, spacing, a, b, dark, radial, k in (  # dark: peak haematoxylin OD
             (duct.lumen.buffer(4.5 * px, quad_segs=4), 7.0, 3.3, 2.5, 1.1, True, 1),
             (duct.outer.buffer(-2.0 * px, quad_segs=4), 13.0, 4.2, 1.2, 1.3, False, 2)):
         if ring_geom.is_empty or ring_geom.geom_type != "Polygon":

@@ -1,7 +1,10 @@
 """Drawing nuclei into optical-density canvases (vectorised over nuclei).
 
 A nucleus is an ellipse (semi-axes ``a``, ``b`` in µm, angle ``theta``) whose
-radius is modulated by 2- and 3-fold harmonics (pleomorphism). Each pixel's
+radius is modulated by 2- and 3-fold harmonics (pleomorphism). Solid nuclei are
+the projection of a sectioned 3-D ellipsoid of centrally dense chromatin through a
+4 µm section (:func:`section_profile`): densest in the centre, with a soft rim, as
+real nuclei look to a scale-space blob detector. Each pixel's
 value is computed from its absolute level-0 centre and the nucleus parameters
 with IEEE arithmetic only, and contributions are summed in the nuclei's global
 order, so a pixel gets the same value whatever region is rendered. Nuclei paint
@@ -165,7 +168,13 @@ def section_profile(rho: np.ndarray, zeta0: np.ndarray, tau: np.ndarray) -> np.n
 
 
 def stamp(cv: Canvas, nuc: Nuclei) -> None:
-    """Add the nuclei of ``nuc`` to the canvas (profile by ``nuc.species.kind``)."""
+    """Add the nuclei of ``nuc`` to the canvas (profile by ``nuc.species.kind``).
+
+    ``"vesicular"``: pale chromatin, a dark rim and a nucleolus. ``"solid"``: the
+    projection of a sectioned ellipsoid of centrally dense chromatin
+    (:func:`section_profile`, cut by :func:`section_cuts`), peak optical density
+    ``nuc.dark``. Sizes in µm, positions in level-0 px.
+    """
     if len(nuc) == 0:
         return
     g = cv.g
@@ -180,8 +189,7 @@ def stamp(cv: Canvas, nuc: Nuclei) -> None:
         nx = (0.35 * (to_unit(hash_more(hh, 11)) - 0.5)).astype(np.float32) * nuc.a
         ny = (0.35 * (to_unit(hash_more(hh, 12)) - 0.5)).astype(np.float32) * nuc.b
         rn = (0.6 + 0.5 * to_unit(hash_more(hh, 13))).astype(np.float32)
-    sectioned = sp.kind == "solid"
-    if sectioned:
+    if not vesicular:
         cut, tau = section_cuts(nuc)
     for r, idx in _groups(reach_um / g.um_per_px + 1.0):
         u, v, flat, which = _frames(cv, nuc, idx, r, reach_um)
@@ -200,12 +208,9 @@ def stamp(cv: Canvas, nuc: Nuclei) -> None:
             vh = dark * inside * (0.32 + 0.2 * grain) + dark * 0.8 * rim * inside
             vh += 0.75 * nucleolus
             cv.add(flat, vh, 0.35 * nucleolus - 0.12 * inside)
-        elif sectioned:
+        else:  # "solid": a sectioned sphere of chromatin, densest in the centre
             dens = section_profile(rho, cut[which], tau[which]) * inside
             vh = dark * dens * (1.0 + 0.12 * grain)
-            cv.add(flat, vh, -0.05 * inside)
-        else:
-            vh = dark * inside * (1.0 + 0.12 * grain)
             cv.add(flat, vh, -0.05 * inside)
 
 
