@@ -38,13 +38,13 @@ class Species:
     spacing: float
     a: tuple[float, float]          # semi-major axis range
     aspect: tuple[float, float]     # b / a range
-    dark: tuple[float, float]       # haematoxylin optical density range
-    kind: str                       # "solid" or "vesicular" or "debris"
+    dark: tuple[float, float]       # haematoxylin optical density range (peak for "solid")
+    kind: str                       # "solid" (a sectioned sphere of chromatin) or "vesicular"
     harmonics: tuple[float, float] = (0.03, 0.03)  # max amplitudes of the 2- and 3-fold terms
 
 
-LYMPHOCYTE = Species("lymphocyte", 7.2, (2.9, 3.4), (0.85, 1.0), (1.05, 1.35), "solid")
-FIBROBLAST = Species("fibroblast", 15.0, (4.5, 7.5), (0.2, 0.32), (0.75, 0.95), "solid")
+LYMPHOCYTE = Species("lymphocyte", 7.2, (2.9, 3.4), (0.85, 1.0), (1.6, 2.1), "solid")
+FIBROBLAST = Species("fibroblast", 15.0, (4.5, 7.5), (0.2, 0.32), (1.05, 1.35), "solid")
 CARCINOMA = Species("carcinoma", 12.5, (4.5, 7.0), (0.65, 1.0), (0.75, 1.05), "vesicular",
                     (0.12, 0.08))
 CENTROBLAST = Species("centroblast", 10.5, (4.0, 5.5), (0.8, 1.0), (0.4, 0.55), "vesicular",
@@ -155,9 +155,9 @@ def duct_nuclei(layout, duct) -> tuple[Nuclei, Nuclei]:
         return layout._cache[key]
     px = 1.0 / layout.mpp
     out = []
-    for ring_geom, spacing, a, b, dark, radial, k in (
-            (duct.lumen.buffer(4.5 * px, quad_segs=4), 7.0, 3.3, 2.5, 0.8, True, 1),
-            (duct.outer.buffer(-2.0 * px, quad_segs=4), 13.0, 4.2, 1.2, 0.95, False, 2)):
+    for ring_geom, spacing, a, b, dark, radial, k in (  # dark: peak haematoxylin OD
+            (duct.lumen.buffer(4.5 * px, quad_segs=4), 7.0, 3.3, 2.5, 1.1, True, 1),
+            (duct.outer.buffer(-2.0 * px, quad_segs=4), 13.0, 4.2, 1.2, 1.3, False, 2)):
         if ring_geom.is_empty or ring_geom.geom_type != "Polygon":
             out.append(_empty(LYMPHOCYTE))
             continue
