@@ -160,6 +160,7 @@ def run_demo(config: DemoConfig | None = None, *, progress: ProgressCallback | N
     tiling = make_dataset(
         sources, out / "dataset", class_map=SYNTH_CLASSES,
         config=TilingConfig(geometry=geometry, min_tissue=0.05, min_labelled=0.01,
+                            glass_unlabelled=True,
                             split=((cfg.n_train - n_val) / cfg.n_train,
                                    n_val / cfg.n_train, 0.0), seed=cfg.seed),
         progress=progress, cancel=cancel)

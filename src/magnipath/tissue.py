@@ -83,6 +83,35 @@ class TissueMask:
         """Level-0 pixels per mask pixel (``mpp / slide_mpp``)."""
         return self.mpp / self.slide_mpp
 
+    def at_pixels(self, origin: tuple[float, float], downsample: float,
+                  shape: tuple[int, int]) -> np.ndarray:
+        """The mask at the centres of a pixel grid (nearest mask pixel).
+
+        Parameters
+        ----------
+        origin : (float, float)
+            Level-0 ``(x0, y0)`` of the grid's first pixel corner.
+        downsample : float
+            Level-0 pixels per grid pixel; grid pixel ``(i, j)`` has its centre at
+            level-0 ``(x0 + (j + 0.5) * downsample, y0 + (i + 0.5) * downsample)``.
+        shape : (int, int)
+            ``(rows, cols)`` of the grid.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(rows, cols)`` bool, True on tissue; centres outside the slide are glass.
+        """
+        h0, w0 = self.slide_shape
+        ys = origin[1] + (np.arange(shape[0]) + 0.5) * downsample
+        xs = origin[0] + (np.arange(shape[1]) + 0.5) * downsample
+        mh, mw = self.mask.shape
+        r = np.clip((ys / self.downsample).astype(np.int64), 0, mh - 1)
+        c = np.clip((xs / self.downsample).astype(np.int64), 0, mw - 1)
+        out = self.mask[np.ix_(r, c)]
+        out &= ((ys >= 0) & (ys < h0))[:, None] & ((xs >= 0) & (xs < w0))[None, :]
+        return out
+
     def _clip(self, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray):
         """Level-0 edges clipped to the slide, then converted and clipped to mask pixels."""
         h0, w0 = self.slide_shape

@@ -154,3 +154,32 @@ def test_summary_and_manifest(tmp_path, synth_small):
     np.testing.assert_array_equal(ds.class_pixel_counts(), total)
     assert m["class_pixel_counts"]["all"] == total.tolist() == m["class_pixel_counts"]["train"]
     assert ds.points(0) is None and not ds.has_points
+
+
+def test_glass_unlabelled_leaves_only_the_masks_glass_unlabelled(tmp_path, synth_small,
+                                                                  truth_shapes):
+    from magnipath.tissue import detect_tissue
+
+    mpp, size = 2.0, 64
+    d = mpp / 0.25
+    cfg = TilingConfig(geometry=TileGeometry.single(mpp, size), min_tissue=0.05,
+                       glass_unlabelled=True)
+    make_dataset([SlideSource(synth_small.slide, synth_small.truth)], tmp_path / "ds",
+                 class_map=SYNTH_CLASSES, config=cfg)
+    ds = open_dataset(tmp_path / "ds")
+    assert ds.manifest["filters"]["glass_unlabelled"] is True
+    with open_slide(synth_small.slide) as slide:
+        mask = detect_tissue(slide, mpp=cfg.tissue_mpp)
+    glass_seen = tissue_seen = 0
+    for i, rec in enumerate(ds.records):
+        box = tuple(rec["box"])
+        want = truth_label(truth_shapes, box, d, size)
+        tissue = mask.at_pixels(box[:2], d, (size, size))
+        got = ds.label(i)
+        np.testing.assert_array_equal(got[tissue], want[tissue])   # the truth on tissue
+        assert (got[~tissue] == IGNORE).all()                       # nothing on glass
+        glass_seen += int((~tissue).sum())
+        tissue_seen += int(tissue.sum())
+        counts = np.bincount(got[got != IGNORE], minlength=SYNTH_CLASSES.n_classes)
+        assert rec["class_counts"] == counts.tolist()
+    assert glass_seen > 1000 and tissue_seen > glass_seen

@@ -110,6 +110,10 @@ class InferenceWidget(JobWidget):
         self.batch_size = SpinBox(label="Batch size", value=8, min=1, max=4096,
                                   tooltip="Windows per forward pass")
         self.tissue_mask = CheckBox(label="Skip glass (tissue mask)", value=True)
+        self.glass_background = CheckBox(
+            label="Glass pixels are Background", value=False,
+            tooltip=("After the model, label the pixels the tissue mask calls glass "
+                     "Background (windows on the tissue edge are predicted whole)"))
         self.classes = LineEdit(label="Object classes", tooltip=(
             "Classes to turn into objects, comma separated (empty: all but Background)"))
         self.min_area = FloatSpinBox(label="Min object area (µm²)", value=0.0, min=0.0,
@@ -134,7 +138,8 @@ class InferenceWidget(JobWidget):
         self.result: dict | None = None
         super().__init__(napari_viewer, "Inference", [
             self.image, self.model, self.card, self.region, self.shapes, self.device,
-            self.batch_size, self.tissue_mask, self.classes, self.min_area, self.output,
+            self.batch_size, self.tissue_mask, self.glass_background, self.classes,
+            self.min_area, self.output,
             self.overwrite,
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                       labels=False),
@@ -190,6 +195,7 @@ class InferenceWidget(JobWidget):
             config = InferConfig(region=self.region_box(), device=self.device.value,
                                  batch_size=int(self.batch_size.value),
                                  tissue_mask=bool(self.tissue_mask.value),
+                                 glass_background=bool(self.glass_background.value),
                                  overwrite=bool(self.overwrite.value))
             classes, min_area = self._classes(), float(self.min_area.value)
         except MagnipathError as e:
@@ -351,6 +357,7 @@ class CohortSection:
             slides = collect(source, qupath=project is not None)
             config = InferConfig(device=w.device.value, batch_size=int(w.batch_size.value),
                                  tissue_mask=bool(w.tissue_mask.value),
+                                 glass_background=bool(w.glass_background.value),
                                  overwrite=bool(w.overwrite.value))
             job = infer_job(model, out, config, classes=w._classes(),
                             min_area_um2=float(w.min_area.value), qupath_project=project)

@@ -88,6 +88,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "magnification, concentric with the target")
     p.add_argument("--min-tissue", type=float, default=0.05, metavar="FRAC",
                    help="keep tiles whose tissue fraction is >= FRAC (0-1; default 0.05)")
+    p.add_argument("--glass-unlabelled", action="store_true",
+                   help="leave the pixels the tissue mask calls glass unlabelled, for models "
+                        "run with 'infer --glass-background' (the mask decides what is glass)")
     p.add_argument("--min-labelled", type=float, default=0.0, metavar="FRAC",
                    help="keep tiles whose labelled fraction is > FRAC (0-1; DMMN: 0.01; "
                         "default 0 = no filter)")
@@ -244,6 +247,7 @@ def _config(args: argparse.Namespace) -> TilingConfig:
     return TilingConfig(
         geometry=geometry, stride=args.stride, overlap=args.overlap,
         min_tissue=args.min_tissue, min_labelled=args.min_labelled,
+        glass_unlabelled=args.glass_unlabelled,
         require_classes=tuple(args.require_class), allow_upsample=args.allow_upsample,
         tissue_mpp=args.tissue_mpp, point_class=args.point_class, point_a=args.point_a,
         split=tuple(split), seed=args.seed, workers=args.workers)  # type: ignore[arg-type]

@@ -39,21 +39,14 @@ def relabel_glass(labels, mask, origin: tuple[float, float], downsample: float,
     int
         Pixels changed.
     """
-    m = np.asarray(mask.mask, dtype=bool)
     rows, cols = labels.shape
-    x0, y0 = origin
-
-    def cells(n: int, start: float, lo: int, hi: int, size: int) -> np.ndarray:
-        centre = start + (np.arange(lo, hi) + 0.5) * downsample
-        return np.clip((centre / mask.downsample).astype(np.int64), 0, size - 1)
-
     changed = 0
     for r0 in range(0, rows, chunk):
         r1 = min(r0 + chunk, rows)
-        my = cells(rows, y0, r0, r1, m.shape[0])
         for c0 in range(0, cols, chunk):
             c1 = min(c0 + chunk, cols)
-            glass = ~m[np.ix_(my, cells(cols, x0, c0, c1, m.shape[1]))]
+            glass = ~mask.at_pixels((origin[0] + c0 * downsample, origin[1] + r0 * downsample),
+                                    downsample, (r1 - r0, c1 - c0))
             if not glass.any():
                 continue
             block = np.asarray(labels[r0:r1, c0:c1])

@@ -90,6 +90,12 @@ class TilingConfig:
         Allow a target finer than the scan (otherwise an error).
     tissue_mpp : float
         Resolution of the tissue mask, µm/px.
+    glass_unlabelled : bool
+        Leave the target pixels the tissue mask calls glass unlabelled (ignore index),
+        whatever the annotations say. For models run with
+        ``InferConfig(glass_background=True)``, where the mask, not the model, decides
+        what is glass: the model then never has to tell white glass from white fat
+        (only from the lumina and fat inside the tissue).
     point_class : str or None
         Class name of point annotations (e.g. ``"Mitosis"``).
     point_a : float
@@ -110,6 +116,7 @@ class TilingConfig:
     require_classes: tuple[str, ...] = ()
     allow_upsample: bool = False
     tissue_mpp: float = 8.0
+    glass_unlabelled: bool = False
     point_class: str | None = None
     point_a: float = 0.1
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)

@@ -53,6 +53,7 @@ class _SlideJob:
     tissue: np.ndarray         # (M,) tissue fractions
     n_grid: int
     n_kept: int = 0
+    mask: Any = None           # TissueMask, kept when config.glass_unlabelled
 
 
 def _box_json(box: Sequence[float]) -> list[float | int]:
@@ -137,6 +138,9 @@ def _process(job: _SlideJob, k: int, config: TilingConfig, class_map: ClassMap,
     if len(require) and not job.labels.classes_near(box) & set(require.tolist()):
         return "require_classes"
     label = job.labels.label(box, d, size, class_map.ignore_index)
+    if job.mask is not None:
+        label = np.where(job.mask.at_pixels(box[:2], d, label.shape), label,
+                         np.uint8(class_map.ignore_index)).astype(label.dtype)
     n_lab = int(np.count_nonzero(label != class_map.ignore_index))
     labelled = n_lab / label.size
     if config.min_labelled > 0 and labelled <= config.min_labelled:
@@ -365,7 +369,8 @@ def _prepare_jobs(sources: Sequence[SlideSource], slides: list, annotations: lis
         tissue = np.asarray(mask.fractions(boxes), dtype=np.float64)
         keep = tissue >= config.min_tissue
         jobs.append(_SlideJob(src, slide, labels, by_group[src.group_id], boxes[keep],
-                              tissue[keep], len(boxes)))
+                              tissue[keep], len(boxes),
+                              mask=mask if config.glass_unlabelled else None))
         n_grid += len(boxes)
         report(progress, "tissue", i + 1, len(sources), slide=src.id)
     return jobs, {"counts": counts, "n_grid": n_grid}

@@ -72,7 +72,8 @@ def manifest(jobs: list[Any], class_map: ClassMap, config: TilingConfig, stride:
         "stride": stride,
         "filters": {"min_tissue": config.min_tissue, "min_labelled": config.min_labelled,
                     "require_classes": list(config.require_classes),
-                    "tissue_mpp": config.tissue_mpp},
+                    "tissue_mpp": config.tissue_mpp,
+                    "glass_unlabelled": config.glass_unlabelled},
         "point_sigma": ({"a": config.point_a, "class": config.point_class}
                         if with_points else None),
         "split": {"ratios": [float(v) for v in config.split], "seed": config.seed, "by": "group"},
