@@ -96,13 +96,14 @@ def emit(record: dict, jsonl: str | None) -> None:
             f.write(line + "\n")
 
 
-def make_tiles(work: Path, train_slides: list, magnification: float, tile: int) -> Path:
+def make_tiles(work: Path, train_slides: list, magnification: float, tile: int, *,
+               glass_unlabelled: bool = False, name: str = "dataset") -> Path:
     """The DMMN tile dataset of the training slides, the last one for validation."""
     from magnipath.geometry import TileGeometry
     from magnipath.synth import SYNTH_CLASSES
     from magnipath.tiling import SlideSource, TilingConfig, make_dataset
 
-    folder = work / "dataset"
+    folder = work / name
     if (folder / "manifest.json").is_file():
         return folder
     n = len(train_slides)
@@ -112,5 +113,6 @@ def make_tiles(work: Path, train_slides: list, magnification: float, tile: int) 
                  config=TilingConfig(geometry=TileGeometry.dmmn(mpp=10.0 / magnification,
                                                                 size=tile),
                                      min_tissue=0.05, min_labelled=0.01,
+                                     glass_unlabelled=glass_unlabelled,
                                      split=((n - 1) / n, 1 / n, 0.0), seed=0))
     return folder

@@ -20,9 +20,17 @@ confusion matrix per look pooled over the test slides). One JSON line per
 (variant, normalise, look) with the mIoU, its drop from the same model's
 reference-stain mIoU, and per-class IoU.
 
+``--recipe demo`` trains and runs the models as ``magnipath demo`` does since issue
+14 (``TrainConfig.preset("demo")``: 1/sqrt class weights, 30 epochs; tiles with the
+glass unlabelled; half-overlapping windows and glass relabelled Background at
+inference), with the variants' stain augmentation in place of the preset's, plus the
+variant ``demo-hed`` (the preset's own milder jitter).
+
 Usage::
 
     benchmarks/bench_stain.py --work /tmp/stain --epochs 40 --threads 1 --jsonl out.jsonl
+    benchmarks/bench_stain.py --work /tmp/stain --recipe demo --epochs 30 --amp \
+        --variants none,hed,demo-hed --jsonl out.jsonl
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from pathlib import Path
 
 from _common import emit, make_tiles
 
-VARIANTS = {"none": {}, "hed": None, "hed+macenko": {"macenko": 0.5}}
+VARIANTS = {"none": {}, "hed": None, "hed+macenko": {"macenko": 0.5}, "demo-hed": "demo"}
 
 
 def make_slides(work: Path, size: int, n_train: int, n_test: int,
@@ -61,21 +69,27 @@ def make_slides(work: Path, size: int, n_train: int, n_test: int,
 
 def train_variant(name: str, dataset: Path, work: Path, args) -> tuple[Path, dict, float]:
     from magnipath.train import TrainConfig, train
-    from magnipath.train._stain_aug import DEFAULT_STAIN_AUGMENT
+    from magnipath.train._stain_aug import DEFAULT_STAIN_AUGMENT, DEMO_STAIN_AUGMENT
 
     extra = VARIANTS[name]
-    stain = {} if extra == {} else {**DEFAULT_STAIN_AUGMENT, **(extra or {})}
-    cfg = TrainConfig(arch="dmmn-m3", arch_kwargs={"base": 8, "depth": 3, "norm": True},
-                      epochs=args.epochs, lr=2e-3, batch_size=16, optimizer="adam",
-                      loss="wce+dice", time_budget_s=args.seconds, seed=args.seed,
-                      device="cpu", amp=args.amp, stain_augment=stain)
-    out = work / "models" / name
+    if extra == "demo":
+        stain = dict(DEMO_STAIN_AUGMENT)
+    else:
+        stain = {} if extra == {} else {**DEFAULT_STAIN_AUGMENT, **(extra or {})}
+    common = dict(arch="dmmn-m3", arch_kwargs={"base": 8, "depth": 3, "norm": True},
+                  epochs=args.epochs, time_budget_s=args.seconds, seed=args.seed,
+                  device="cpu", amp=args.amp, stain_augment=stain)
+    if args.recipe == "demo":
+        cfg = TrainConfig.preset("demo", **common)
+    else:
+        cfg = TrainConfig(lr=2e-3, batch_size=16, optimizer="adam", loss="wce+dice", **common)
+    out = work / "models" / f"{args.recipe}-{name}"
     t0 = time.perf_counter()
     trained = train(dataset, out, cfg, overwrite=True)
     return out, trained, time.perf_counter() - t0
 
 
-def reload_variant(name: str, dataset: Path, work: Path) -> tuple[tuple, dict]:
+def reload_variant(name: str, dataset: Path, work: Path, recipe: str) -> tuple[tuple, dict]:
     """A trained variant as an in-memory ``(net, card)`` whose stain reference is measured
     again with the current code (``--score-only``: score new normalisation code without
     retraining)."""
@@ -85,7 +99,7 @@ def reload_variant(name: str, dataset: Path, work: Path) -> tuple[tuple, dict]:
     from magnipath.dataset import open_dataset
     from magnipath.train._stain_aug import training_stain_reference
 
-    net, card = load_model(work / "models" / name, device="cpu")
+    net, card = load_model(work / "models" / f"{recipe}-{name}", device="cpu")
     ds = open_dataset(dataset)
     ref = training_stain_reference(ds, np.asarray(ds.indices("train")), int(card.seed or 0))
     card.normalisation = {**card.normalisation, "stain_reference": ref}
@@ -93,7 +107,8 @@ def reload_variant(name: str, dataset: Path, work: Path) -> tuple[tuple, dict]:
     return (net, card), {"epochs_done": hist.get("epoch"), "reference_recomputed": True}
 
 
-def score(model, slides: list, work: Path, tag: str, normalise: bool) -> dict:
+def score(model, slides: list, work: Path, tag: str, normalise: bool, *,
+          demo: bool = False) -> dict:
     """Pooled confusion matrix of ``model`` over ``slides`` -> mIoU and per-class IoU."""
     import numpy as np
 
@@ -105,7 +120,8 @@ def score(model, slides: list, work: Path, tag: str, normalise: bool) -> dict:
     for s in slides:
         res = infer_slide(s.slide, model, work / "pred" / tag,
                           InferConfig(batch_size=16, overwrite=True, device="cpu",
-                                      normalise_stain=normalise))
+                                      normalise_stain=normalise,
+                                      stride=32 if demo else None, glass_background=demo))
         ev = evaluate_prediction(res.store, s.truth)
         cm = np.asarray(ev["slide"]["confusion_matrix"], dtype=np.int64)
         names = list(ev["slide"]["per_class"])
@@ -127,6 +143,8 @@ def main() -> None:
     ap.add_argument("--shifts", default="faded,scanner-b,yellow",
                     help="stain presets of the shifted test looks")
     ap.add_argument("--variants", default="none,hed", help=f"of {list(VARIANTS)}")
+    ap.add_argument("--recipe", choices=("legacy", "demo"), default="legacy",
+                    help="legacy: session-4 training (wce+dice); demo: as magnipath demo now")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seconds", type=float, default=None, help="time budget per model, s")
     ap.add_argument("--seed", type=int, default=0)
@@ -147,21 +165,25 @@ def main() -> None:
     work = Path(args.work)
     looks = ["reference", *[s.strip() for s in args.shifts.split(",") if s.strip()]]
     train_slides, tests = make_slides(work, args.size, args.n_train, args.n_test, looks)
-    dataset = make_tiles(work, train_slides, 5.0, 64)
+    demo = args.recipe == "demo"
+    dataset = make_tiles(work, train_slides, 5.0, 64, glass_unlabelled=demo,
+                         name="dataset-glass" if demo else "dataset")
     for variant in [v.strip() for v in args.variants.split(",")]:
         if args.score_only:
-            (model, trained), train_s = reload_variant(variant, dataset, work), None
+            (model, trained), train_s = reload_variant(variant, dataset, work, args.recipe), None
         else:
             model, trained, train_s = train_variant(variant, dataset, work, args)
         for normalise in [bool(int(v)) for v in args.normalise.split(",")]:
             ref = None
             for look in looks:
                 t0 = time.perf_counter()
-                r = score(model, tests[look], work, f"{variant}_{int(normalise)}_{look}",
-                          normalise)
+                r = score(model, tests[look], work,
+                          f"{args.recipe}_{variant}_{int(normalise)}_{look}", normalise,
+                          demo=demo)
                 if look == "reference":
                     ref = r["miou"]
-                emit({"bench": "stain", "variant": variant, "normalise_stain": normalise,
+                emit({"bench": "stain", "recipe": args.recipe, "variant": variant,
+                      "normalise_stain": normalise,
                       "look": look, "miou": r["miou"],
                       "drop": None if ref is None or r["miou"] is None
                       else round(ref - r["miou"], 4),
