@@ -106,7 +106,7 @@ PREDICTED_CLASSES = ("TLS", "Carcinoma")
 def run_demo(config: DemoConfig | None = None, *, progress: ProgressCallback | None = None,
              cancel: CancelCallback | None = None) -> dict:
     """Run the whole pipeline; return a JSON-ready summary (paths, metrics, timings)."""
-    from magnipath.device import amp_dtype, resolve_device
+    from magnipath.device import amp_dtype, machine_cores, resolve_device
     from magnipath.evaluate import evaluate_prediction
     from magnipath.geometry import TileGeometry
     from magnipath.infer import InferConfig, infer_slide, prediction_objects
@@ -140,7 +140,7 @@ def run_demo(config: DemoConfig | None = None, *, progress: ProgressCallback | N
                     for n, c in zip(names, scfgs, strict=True)]
     reused = sum(r is not None for r in slides)
     todo = [i for i, r in enumerate(slides) if r is None]
-    threads = min(len(todo), _cores())
+    threads = min(len(todo), machine_cores())
 
     def make(i: int):
         res = synthesize(out / "slides" / f"{names[i]}.tif", scfgs[i],
@@ -238,16 +238,6 @@ def run_demo(config: DemoConfig | None = None, *, progress: ProgressCallback | N
     summary["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     summary["timings_s"]["total_s"] = round(sum(timings.values()), 1)
     return summary
-
-
-def _cores() -> int:
-    """CPU cores this process may run on (its affinity, e.g. under ``taskset``)."""
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _synth_key(scfg) -> dict:

@@ -26,6 +26,17 @@ class DeviceError(MagnipathError):
     """The requested compute device does not exist on this machine."""
 
 
+def machine_cores() -> int:
+    """CPU cores this process may use (affinity mask, e.g. under ``taskset``; else
+    ``os.cpu_count()``)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _mps_available() -> bool:
     import torch
 

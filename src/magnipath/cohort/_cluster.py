@@ -17,20 +17,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from magnipath.cohort._inputs import CohortError
+from magnipath.device import machine_cores
 
 ENV_SCHEDULER = "MAGNIPATH_SCHEDULER"
 """Environment variable naming an existing scheduler (``tcp://HOST:PORT``)."""
 
 ALLOWED_FAILURES = 3
 """Times a task may be lost with its worker (killed, out of memory) before it fails."""
-
-
-def machine_cores() -> int:
-    """CPU cores this process may use (affinity mask, else ``os.cpu_count()``)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def parse_gpus(text: str | Sequence[int] | None) -> list[int]:

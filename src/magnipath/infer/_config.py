@@ -46,6 +46,7 @@ class InferConfig:
         (needs ``tissue_mask``). Windows on the tissue's edge are predicted whole, and a
         model may call white glass fat; holes enclosed by tissue (fat lobules, lumina)
         count as tissue and are left to the model. Fat that reaches the glass is lost.
+        Only the labels change; stored probabilities stay the model's.
     region : Box or None
         Level-0 ``(x, y, w, h)`` to predict; default the whole slide.
     probabilities : bool
