@@ -110,12 +110,15 @@ def reload_variant(name: str, dataset: Path, work: Path, recipe: str) -> tuple[t
 def score(model, slides: list, work: Path, tag: str, normalise: bool, *,
           demo: bool = False) -> dict:
     """Pooled confusion matrix of ``model`` over ``slides`` -> mIoU and per-class IoU."""
+    import shutil
+
     import numpy as np
 
     from magnipath.evaluate import evaluate_prediction
     from magnipath.infer import InferConfig, infer_slide
     from magnipath.metrics import ConfusionMatrix
 
+    shutil.rmtree(work / "pred" / tag, ignore_errors=True)  # a store of the same run resumes
     pooled, names = None, None
     for s in slides:
         res = infer_slide(s.slide, model, work / "pred" / tag,

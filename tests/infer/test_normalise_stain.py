@@ -29,10 +29,15 @@ def looks(tmp_path_factory):
             for name in ("reference", "faded")}
 
 
-def _card_with_reference():
+def _card_with_reference(level0_vectors: bool = False):
     card = make_card(INTENSITY_CLASSES, TileGeometry.single(1.0, 32))
     lay = make_layout(SynthConfig(width=SIDE, height=SIDE, mpp=0.25, seed=6))
-    ref = measure_reference([render_region(lay, (0, 0, SIDE, SIDE), 1.0)])
+    at_model = render_region(lay, (0, 0, SIDE, SIDE), 1.0)  # the model's 1 µm/px
+    if level0_vectors:
+        ref = measure_reference([at_model], vector_mpp=0.25,
+                                vector_images=[render_region(lay, (256, 256, 512, 512), 0.25)])
+    else:
+        ref = measure_reference([at_model])
     card.normalisation = {**card.normalisation, "stain_reference": ref.to_dict()}
     return card
 
@@ -87,3 +92,16 @@ def test_cli_flag_refuses_a_model_without_reference(looks, tmp_path, capsys):
                str(tmp_path / "o2"), "--quiet", "--json", "--device", "cpu"])
     assert rc == 0
     assert "stain_normalisation" not in json.loads(capsys.readouterr().out)["slides"][0]
+
+
+@pytest.mark.parametrize("level0", [True, False])
+def test_the_slide_vectors_are_read_as_the_model_card_s_were(looks, tmp_path, level0):
+    """A card whose vectors were read on level-0 pixels gets the slide's read on its level-0
+    patches (at the slide's µm/px); an older card, at the model's resolution."""
+    card = _card_with_reference(level0_vectors=level0)
+    res = infer_slide(looks["faded"].slide, (IntensityNet(), card), tmp_path,
+                      InferConfig(batch_size=16, device="cpu", tissue_mask=False,
+                                  normalise_stain=True))
+    info = res.stain_normalisation
+    assert info["model_reference"]["vector_mpp"] == (0.25 if level0 else None)
+    assert info["slide_reference"]["vector_mpp"] == (0.25 if level0 else None)

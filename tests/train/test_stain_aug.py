@@ -15,6 +15,7 @@ from magnipath.train._stain_aug import (
     DEFAULT_STAIN_AUGMENT,
     DEMO_STAIN_AUGMENT,
     hed_jitter,
+    jpeg_roundtrip,
     macenko_restain,
     stain_augment,
 )
@@ -65,6 +66,36 @@ def test_one_draw_for_every_input_of_a_sample_and_reproducible():
     assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
 
 
+def _blockiness(x: torch.Tensor) -> float:
+    """Mean jump across 8-px block borders over the mean jump elsewhere (JPEG's signature)."""
+    d = (x[..., :, 1:] - x[..., :, :-1]).abs().mean(dim=(0, 1, 2))  # per column border
+    at = d[7::8].mean()
+    off = torch.cat([d[k::8] for k in range(7)]).mean()
+    return float(at / off)
+
+
+def test_jpeg_roundtrip_compresses_every_input_at_the_quality_asked():
+    x = _he_tile().expand(3, -1, -1, -1).contiguous()
+    lo, hi = jpeg_roundtrip(x, 10), jpeg_roundtrip(x, 95)
+    assert lo.shape == x.shape and lo.dtype == x.dtype
+    assert float(lo.min()) >= 0.0 and float(lo.max()) <= 1.0
+    err_lo, err_hi = float((lo - x).abs().mean()), float((hi - x).abs().mean())
+    assert 0 < err_hi < 0.5 * err_lo
+    assert _blockiness(lo) > 2.0 > 1.1 > _blockiness(hi)
+
+
+def test_jpeg_augmentation_hits_about_half_the_samples_reproducibly():
+    x = _he_tile()
+    hit = 0
+    for seed in range(40):
+        a = stain_augment(x, np.random.default_rng(seed), {"jpeg": 20})
+        b = stain_augment(x, np.random.default_rng(seed), {"jpeg": 20})
+        assert torch.equal(a, b)
+        hit += int(not torch.equal(a, x))
+    assert 10 <= hit <= 30, hit
+    assert torch.equal(stain_augment(x, np.random.default_rng(0), {"jpeg": 0}), x)
+
+
 def test_macenko_restain_changes_the_stain_not_the_structure():
     x = _he_tile()
     y = macenko_restain(x, np.random.default_rng(1), 0.1)
@@ -100,7 +131,8 @@ def test_on_by_default_in_every_preset_and_checked():
     demo = TrainConfig.preset("demo").stain_augment  # on, milder (one stain in the demo)
     assert demo == DEMO_STAIN_AUGMENT and 0 < demo["scale"] < DEFAULT_STAIN_AUGMENT["scale"]
     assert TrainConfig.preset("dmmn", stain_augment={}).stain_augment == {}
-    for bad in ({"scale": -0.1}, {"macenko": 2.0}, {"hue": 0.1}, {"scale": "x"}):
+    for bad in ({"scale": -0.1}, {"macenko": 2.0}, {"hue": 0.1}, {"scale": "x"},
+                {"jpeg": 100}, {"jpeg": 0.5}, {"jpeg": -5}):
         with pytest.raises(ModelError, match="stain_augment"):
             TrainConfig(stain_augment=bad).validate()
     d = TrainConfig().to_dict()
@@ -120,11 +152,16 @@ def test_cli_training_records_stain_settings_and_reference(ds3, tmp_path, capsys
                  *common]) == 0
     assert main(["train", str(ds3), "--out", str(tmp_path / "c"), "--stain-macenko", "0.5",
                  *common]) == 0
+    assert main(["train", str(ds3), "--out", str(tmp_path / "d"), "--jpeg-augment", "30",
+                 *common]) == 0
     capsys.readouterr()
-    cards = {k: json.loads((tmp_path / k / "model_card.json").read_text()) for k in "abc"}
+    cards = {k: json.loads((tmp_path / k / "model_card.json").read_text()) for k in "abcd"}
+    assert cards["d"]["train_config"]["stain_augment"] == {**DEFAULT_STAIN_AUGMENT, "jpeg": 30}
+    assert DEFAULT_STAIN_AUGMENT["jpeg"] == 50
     assert cards["a"]["train_config"]["stain_augment"] == DEFAULT_STAIN_AUGMENT
     assert cards["b"]["train_config"]["stain_augment"] == {}
     assert cards["c"]["train_config"]["stain_augment"]["macenko"] == 0.5
     ref = cards["a"]["normalisation"]["stain_reference"]
     assert np.asarray(ref["vectors"]).shape == (2, 3) and all(v > 0 for v in ref["max_conc"])
     assert ref["tiles"] > 0
+    assert ref["vector_mpp"] is None  # ds3's slides are not on disk: vectors from the tiles

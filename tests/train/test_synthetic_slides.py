@@ -50,6 +50,30 @@ def test_dmmn_preset_on_tiled_synthetic_slide(synth_dataset, synth_small, tmp_pa
     assert card.dataset["splits"]["train"] == [r["slide_id"] for r in ds.manifest["slides"]]
     assert card.classes.names == ds.class_map.names
     card.check_input(ds.geometry, synth_small.config.mpp)
+    # the stain vectors of the card's reference were read on the slide's level-0 pixels
+    assert card.normalisation["stain_reference"]["vector_mpp"] == synth_small.config.mpp
     with torch.no_grad():
         logits = model(normalize_inputs(ds.images(0)[None]))
     assert logits.shape == (1, ds.class_map.n_classes, 32, 32)
+
+
+def test_stain_reference_reads_vectors_on_level0_unless_the_slides_are_gone(synth_dataset,
+                                                                             synth_small,
+                                                                             tmp_path):
+    import shutil
+
+    from magnipath.train._stain_aug import training_stain_reference
+
+    ds = open_dataset(synth_dataset)
+    ref = training_stain_reference(ds, ds.indices("train"), 0)
+    assert ref["vector_mpp"] == synth_small.config.mpp and "level-0" in ref["method"]
+    moved = tmp_path / "dataset"
+    shutil.copytree(synth_dataset, moved)
+    manifest = json.loads((moved / "manifest.json").read_text())
+    for s in manifest["slides"]:
+        s["path"] = str(tmp_path / "gone.tif")
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    ds2 = open_dataset(moved)
+    ref2 = training_stain_reference(ds2, ds2.indices("train"), 0)
+    assert ref2["vector_mpp"] is None and "level-0" not in ref2["method"]
+    assert ref2["max_conc"] != ref["max_conc"] or ref2["vectors"] != ref["vectors"]

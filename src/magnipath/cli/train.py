@@ -75,6 +75,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--stain-macenko", type=float, metavar="P",
                    help="also re-stain a fraction P (0-1) of the samples to a random "
                         "reference by Macenko's method (default 0)")
+    d.add_argument("--jpeg-augment", type=int, metavar="Q",
+                   help="JPEG-compress half the samples at a random quality between Q and 95, "
+                        "as another scanner would (default 50 with stain augmentation; 0 = "
+                        "off)")
     d.add_argument("--workers", type=int, metavar="N",
                    help="data loader processes (default: CPU 0 with < 4 cores, else 2; GPU "
                         "min(8, CPUs - 1))")
@@ -104,13 +108,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _stain_augment(args: argparse.Namespace) -> dict[str, float] | None:
-    """``TrainConfig.stain_augment`` from --no-stain-augment / --stain-macenko (None: default)."""
+    """``TrainConfig.stain_augment`` from --no-stain-augment / --stain-macenko /
+    --jpeg-augment (None: the preset's)."""
     from magnipath.train._stain_aug import DEFAULT_STAIN_AUGMENT
 
     if getattr(args, "no_stain_augment", False):
         return {}
     p = getattr(args, "stain_macenko", None)
-    return None if p is None else {**DEFAULT_STAIN_AUGMENT, "macenko": float(p)}
+    q = getattr(args, "jpeg_augment", None)
+    if p is None and q is None:
+        return None
+    out = dict(DEFAULT_STAIN_AUGMENT)
+    if p is not None:
+        out["macenko"] = float(p)
+    if q is not None:
+        out["jpeg"] = int(q)
+    return out
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 The model card holds the stain reference of the training tiles
 (``card.normalisation["stain_reference"]``, written by :func:`magnipath.train.train`).
 The slide's own reference is measured on the target inputs of up to 32 tissue
-windows spread evenly over the run, and one fixed
-:class:`~magnipath.stainnorm.StainNormaliser` then maps every input of every window.
+windows spread evenly over the run (its stain vectors on level-0 patches centred in
+them when the model's were read at full resolution too, see :mod:`magnipath.stainnorm`),
+and one fixed :class:`~magnipath.stainnorm.StainNormaliser` then maps every input of
+every window.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import numpy as np
 
 from magnipath.infer._config import InferError
 from magnipath.stain import StainError
-from magnipath.stainnorm import StainNormaliser, StainReference, measure_reference
+from magnipath.stainnorm import (
+    StainNormaliser,
+    StainReference,
+    full_resolution_patches,
+    measure_reference,
+)
 
 MAX_WINDOWS = 32
 
@@ -52,9 +59,16 @@ def slide_normaliser(reader, windows: np.ndarray, keep: np.ndarray, card,
     if len(idx) == 0:
         idx = np.arange(len(windows))
     pick = idx[np.linspace(0, len(idx) - 1, min(MAX_WINDOWS, len(idx))).round().astype(int)]
+    vector_images, vector_mpp = None, None
+    if target.vector_mpp is not None:  # read as the model's were: on level-0 pixels
+        vector_images = full_resolution_patches(
+            reader.slide, [reader.target_box(int(windows[i][0]), int(windows[i][1]))
+                           for i in pick])
+        vector_mpp = float(reader.slide.mpp)
     try:
-        source = measure_reference(reader.read(int(windows[i][0]), int(windows[i][1]))[0]
-                                   for i in pick)
+        source = measure_reference((reader.read(int(windows[i][0]), int(windows[i][1]))[0]
+                                    for i in pick), vector_images=vector_images,
+                                   vector_mpp=vector_mpp)
     except StainError as e:
         raise InferError(f"{slide_name}: --normalise-stain cannot measure the slide's stain "
                          f"({e}); run without --normalise-stain") from e
