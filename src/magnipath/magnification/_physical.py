@@ -29,7 +29,9 @@ published ranges. The estimate measures their size in pixels and divides:
 6. when their median diameter is under :data:`UPSAMPLE_BELOW_PX` (10x and
    coarser), steps 2-5 again on the channel enlarged :data:`UPSAMPLE` times by
    cubic-spline interpolation (the discrete LoG at ``sigma`` ~1 px is coarse:
-   without it a blob of sigma 0.7 px is not found at all), scales mapped back;
+   without it a Gaussian blob of sigma 0.7 px is found at 1 of 144 sub-pixel
+   positions), scales mapped back; for a large image decided on all its regions
+   pooled (:func:`needs_enlargement`);
 7. ``mpp = LYMPHOCYTE_LOG_DIAMETER_UM / median diameter`` in pixels, with an
    interval from the spread of the sizes and the spread of lymphocyte size.
 
@@ -380,16 +382,13 @@ def estimate_from_blobs(blobs: dict[str, np.ndarray]) -> PhysicalEstimate:
 
 
 def nucleus_blobs(rgb: np.ndarray, *, valid: np.ndarray | None = None,
-                  glass: int = 215) -> dict[str, np.ndarray]:
+                  glass: int = 215, upsample: int = 1) -> dict[str, np.ndarray]:
     """Blobs of one RGB region that are as dark as nuclei (see the module docstring).
 
     The haematoxylin channel (saturation-clipped, :data:`H_MAX`) goes through
     :func:`dark_blobs`; a blob is kept when the mean haematoxylin over its disk
     reaches the Otsu threshold of the tissue pixels (nucleus vs the rest; a
-    histogram, so the same at every pixel size). When the :data:`N_TOP` strongest
-    blobs are under :data:`UPSAMPLE_BELOW_PX` across (median), the search is
-    repeated on the channel enlarged :data:`UPSAMPLE` times and that answer kept.
-    Returns the blobs as :func:`dark_blobs` does (frame and pixels of ``rgb``).
+    histogram, so the same at every pixel size).
 
     Parameters
     ----------
@@ -399,6 +398,14 @@ def nucleus_blobs(rgb: np.ndarray, *, valid: np.ndarray | None = None,
         ``(y, x)`` bool: where blobs may be centred and which pixels count as tissue.
     glass : int
         Pixels brighter than this in every channel are glass.
+    upsample : int
+        Search the channel enlarged this many times (:func:`dark_blobs`; the caller
+        decides, :func:`needs_enlargement`, on the blobs of all its regions pooled).
+
+    Returns
+    -------
+    dict of str -> numpy.ndarray
+        As :func:`dark_blobs` (frame and pixels of ``rgb``).
     """
     from skimage.filters import threshold_otsu
 
@@ -414,16 +421,19 @@ def nucleus_blobs(rgb: np.ndarray, *, valid: np.ndarray | None = None,
     v = h[tissue]
     if v.size < 16 or float(v.max()) - float(v.min()) < 1e-3:
         return {k: np.zeros(0) for k in _KEYS}
-    otsu = threshold_otsu(v)
-    blobs: dict[str, np.ndarray] = {}
-    for k_up in (1, UPSAMPLE):
-        blobs = dark_blobs(h, valid=valid, upsample=k_up)
-        blobs = {k: val[blobs["darkness"] >= otsu] for k, val in blobs.items()}
-        top = _top(blobs)
-        if top.size < N_MIN or 2.0 * math.sqrt(2.0) * np.median(
-                blobs["sigma"][top]) >= UPSAMPLE_BELOW_PX:
-            break
-    return blobs
+    blobs = dark_blobs(h, valid=valid, upsample=upsample)
+    keep = blobs["darkness"] >= threshold_otsu(v)
+    return {k: val[keep] for k, val in blobs.items()}
+
+
+def needs_enlargement(blobs: dict[str, np.ndarray]) -> bool:
+    """Whether the nuclei are small enough (median diameter of the :data:`N_TOP` strongest
+    under :data:`UPSAMPLE_BELOW_PX`) to search again on the :data:`UPSAMPLE` times enlarged
+    channel; decided on all regions pooled, so every region is searched the same way."""
+    top = _top(blobs)
+    if top.size < N_MIN:
+        return False
+    return 2.0 * math.sqrt(2.0) * float(np.median(blobs["sigma"][top])) < UPSAMPLE_BELOW_PX
 
 
 def _top(blobs: dict[str, np.ndarray]) -> np.ndarray:
@@ -454,7 +464,10 @@ def physical_estimate(rgb: np.ndarray, *, valid: np.ndarray | None = None) -> Ph
         ``mpp`` None with a ``reason`` when it cannot estimate; use
         :meth:`PhysicalEstimate.raise_if_empty` to turn that into an error.
     """
-    return estimate_from_blobs(nucleus_blobs(rgb, valid=valid))
+    blobs = nucleus_blobs(rgb, valid=valid)
+    if needs_enlargement(blobs):
+        blobs = nucleus_blobs(rgb, valid=valid, upsample=UPSAMPLE)
+    return estimate_from_blobs(blobs)
 
 
 __all__ = [
@@ -463,6 +476,7 @@ __all__ = [
     "PhysicalEstimate",
     "dark_blobs",
     "estimate_from_blobs",
+    "needs_enlargement",
     "nucleus_blobs",
     "physical_estimate",
     "pool_blobs",
