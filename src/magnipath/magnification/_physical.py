@@ -437,7 +437,7 @@ def needs_enlargement(blobs: dict[str, np.ndarray]) -> bool:
 
 
 def _top(blobs: dict[str, np.ndarray]) -> np.ndarray:
-    """Indices of the :data:`N_TOP` blobs of highest contrast (ties: input order)."""
+    """Indices of the :data:`N_TOP` blobs of highest LoG response (ties: input order)."""
     return np.argsort(-np.asarray(blobs["response"], float), kind="stable")[:N_TOP]
 
 
