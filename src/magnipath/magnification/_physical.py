@@ -12,19 +12,37 @@ published ranges. The estimate measures their size in pixels and divides:
    ``-sigma^2 LoG`` on an octave pyramid (Lindeberg 1998): a blob's response is
    its contrast in OD units whatever its size, and its scale ``sigma`` grows
    with its size in pixels (``2 sqrt(2) sigma`` is the diameter of a disk);
-3. overlapping detections reduced to the strongest (a nucleus counts once);
-4. the population of small round dark nuclei = the :data:`N_TOP` blobs of
-   highest contrast (lymphocytes are the darkest compact objects of H&E and
+3. the blur that sampling itself adds removed from every blob: each pixel
+   averages its own area (variance :data:`APERTURE_VAR` = 1/12 px²) and the LoG
+   is evaluated on its octave's grid, up to half a step off the centre
+   (:data:`GRID_VAR` = 1/12 grid step²); both were measured on pixel-integrated
+   Gaussian blobs. ``sigma^2 = sigma_LoG^2 - sampling variance`` (the blob's own
+   scale), and the contrast is divided by the dilution ``sigma^2 / sigma_LoG^2``.
+   Both are fixed amounts of *pixels*, so removing them is what keeps the reading
+   proportional to the pixel size when the nuclei are 2-3 px (5x, 8x); at 20x and
+   40x (``sigma`` 2.5-6 px) they change it by 0.3-1.5 %;
+4. overlapping detections reduced to the strongest (a nucleus counts once);
+5. the population of small round dark nuclei = the :data:`N_TOP` blobs of
+   highest response (lymphocytes are the darkest compact objects of H&E and
    IHC; pale vesicular tumour nuclei and elongated stromal nuclei answer the
    round kernel less);
-5. ``mpp = LYMPHOCYTE_LOG_DIAMETER_UM / median LoG diameter`` in pixels, with an
+6. when their median diameter is under :data:`UPSAMPLE_BELOW_PX` (10x and
+   coarser), steps 2-5 again on the channel enlarged :data:`UPSAMPLE` times by
+   cubic-spline interpolation (the discrete LoG at ``sigma`` ~1 px is coarse:
+   without it a Gaussian blob of sigma 0.7 px is found at 1 of 144 sub-pixel
+   positions), scales mapped back; for a large image decided on all its regions
+   pooled (:func:`needs_enlargement`);
+7. ``mpp = LYMPHOCYTE_LOG_DIAMETER_UM / median diameter`` in pixels, with an
    interval from the spread of the sizes and the spread of lymphocyte size.
 
 Every step is the same at every pixel size except the sampling limits (the
-smallest and largest scale searched), so rescaling an image by ``f`` divides the
-estimate by ``f`` (tests/magnification/test_physical.py). Outside those limits,
-with too few nuclei, or when the nuclei are too faint or blurred, the answer is
-"cannot estimate" (:class:`CannotEstimate`), never a guess.
+smallest and largest scale searched, the enlargement switch), so rescaling an
+image by ``f`` divides the estimate by ``f`` (tests/magnification/test_physical.py).
+With too few nuclei, when the nuclei are too faint or blurred, or when they are
+under :data:`MIN_DIAMETER_PX` (coarser than about 2.3 µm/px, where the darkest
+blobs are clusters of nuclei and their size no longer follows the pixel size),
+the answer is "cannot estimate" (:class:`CannotEstimate`), never a guess; 5x and
+8x images are answered.
 
 Coordinates are the pixels of the image given (level-0 pixels of a slide); µm/px
 is the physical size of those pixels.
@@ -64,15 +82,17 @@ MIN_RESPONSE = 0.15
 """Smallest scale-normalised LoG response (haematoxylin OD contrast) counted as a nucleus."""
 
 BLUR_RESPONSE = 0.3
-"""Median response of the selected blobs below which the nuclei are too faint or blurred."""
+"""Median contrast (response with the sampling dilution undone, see :func:`dark_blobs`) of
+the selected blobs below which the nuclei are too faint or blurred."""
 
 SIGMA_LO = 0.8
 """Smallest LoG sigma searched (px)."""
 
-MIN_DIAMETER_PX = 3.4
-"""Median LoG diameter (px) below which the nuclei are at the sampling limit: box-filtered
-images read about 2.8-3 px whatever the true size below it, so coarser images (about 1.2
-µm/px, 8x, and beyond) are refused as out of range."""
+MIN_DIAMETER_PX = 1.75
+"""Median diameter (px, sampling blur removed) below which the nuclei are at the sampling
+limit: the CMU-1 crop box-filtered to 2.5-5 µm/px reads 1.5-1.7 px whatever its true size
+(clusters of nuclei, not nuclei), so a reading under 1.75 px (coarser than about 2.3
+µm/px) is refused as out of range; 2.0 µm/px (5x) reads about 2 px."""
 
 LEVELS = 4
 """Scales per octave (sigma ratio ``2 ** (1 / LEVELS)``)."""
@@ -83,6 +103,25 @@ least :data:`RGB_FLOOR` first: saturated pixels (sharpening halos, JPEG ringing 
 nuclei) otherwise form pixel-sized blobs of huge contrast."""
 
 RGB_FLOOR = 30
+
+APERTURE_VAR = 1.0 / 12.0
+"""Variance (px²) of a pixel's own area average (a box of 1 px: 1/12 per axis)."""
+
+GRID_VAR = 1.0 / 12.0
+"""Variance (grid step²) added by evaluating the LoG on a grid rather than at the centre."""
+
+SIGMA_MIN_FRACTION = 0.3
+"""A blob's own scale is at least this fraction of its LoG scale (the sampling blur is
+never taken as more than ~90 % of the variance)."""
+
+UPSAMPLE = 2
+"""Enlargement of the haematoxylin channel searched when the nuclei are small."""
+
+UPSAMPLE_BELOW_PX = 4.5
+"""Median diameter (px) of the strongest blobs under which the search is repeated on the
+:data:`UPSAMPLE` times enlarged channel (where the discrete LoG at sigma ~1 px is coarse)."""
+
+_KEYS = ("y", "x", "sigma", "sigma_log", "response", "contrast", "darkness")
 
 MPP_RANGE = (0.08, 2.6)
 """Estimates outside this range of µm/px (about 125x to 4x) are refused as out of range."""
@@ -115,9 +154,11 @@ class PhysicalEstimate:
     n_candidates : int
         Blobs above :data:`MIN_RESPONSE` after overlap reduction.
     diameter_px : float or None
-        Median LoG diameter of the used blobs, pixels.
+        Median diameter ``2 sqrt(2) sigma`` of the used blobs, pixels of the image (the
+        sampling blur removed).
     response : float or None
-        Median response of the used blobs (OD contrast).
+        Median contrast of the used blobs (OD; the LoG response with the dilution by the
+        sampling blur undone).
     reason : str or None
         Why there is no estimate.
     """
@@ -162,8 +203,15 @@ def _downsample2(a: np.ndarray) -> np.ndarray:
     return 0.25 * (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2])
 
 
+def _zoom(a: np.ndarray, k: int) -> np.ndarray:
+    """``a`` enlarged ``k`` times by cubic-spline interpolation, pixel areas aligned."""
+    from scipy import ndimage as ndi
+
+    return ndi.zoom(np.asarray(a, np.float32), k, order=3, mode="grid-mirror", grid_mode=True)
+
+
 def dark_blobs(h: np.ndarray, *, min_response: float = MIN_RESPONSE,
-               valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+               valid: np.ndarray | None = None, upsample: int = 1) -> dict[str, np.ndarray]:
     """Dark blobs of a stain concentration image at every scale (octave LoG, maxima in 3-D).
 
     Parameters
@@ -174,19 +222,28 @@ def dark_blobs(h: np.ndarray, *, min_response: float = MIN_RESPONSE,
         Smallest scale-normalised response kept.
     valid : numpy.ndarray, optional
         ``(y, x)`` bool; blobs centred outside it are dropped (padding, glass).
+    upsample : int
+        Search a ``upsample`` times cubic-spline enlargement of ``h`` (for nuclei of a
+        few pixels, where the discrete LoG of ``h`` itself is coarse); every output
+        is in the frame and pixels of ``h`` all the same.
 
     Returns
     -------
     dict of str -> numpy.ndarray
-        ``y``, ``x`` (centre, pixels of ``h``), ``sigma`` (px, interpolated
-        between levels), ``response``; every blob touching the image border is
-        dropped, and of overlapping blobs only the strongest is kept.
+        ``y``, ``x`` (centre, pixels of ``h``), ``sigma`` (the blob's own scale, px
+        of ``h``: the LoG scale with the sampling blur removed, :func:`sampling_variance`),
+        ``sigma_log`` (the LoG scale as found, px, interpolated between levels),
+        ``response`` (scale-normalised LoG, OD), ``contrast`` (``response`` with the
+        dilution by the sampling blur undone, OD) and ``darkness`` (mean of ``h`` over
+        the blob's disk, OD); every blob touching the image border is dropped, and of
+        overlapping blobs only the strongest is kept.
     """
     from scipy import ndimage as ndi
 
-    img = img0 = np.asarray(h, dtype=np.float32)
+    k_up = int(upsample)
+    img = img0 = _zoom(h, k_up) if k_up > 1 else np.asarray(h, dtype=np.float32)
     ratio = 2.0 ** (1.0 / LEVELS)
-    ys, xs, ss, rs = [], [], [], []
+    ys, xs, ss, rs, gs = [], [], [], [], []
     octave = 0
     while min(img.shape) >= 24:
         # octave 0 starts at SIGMA_LO; later octaves search sigma in [2, 4) of their own grid
@@ -195,28 +252,33 @@ def dark_blobs(h: np.ndarray, *, min_response: float = MIN_RESPONSE,
             sig = [SIGMA_LO * ratio ** k for k in range(-1, n_lo + LEVELS + 1)]
         else:
             sig = [2.0 * ratio ** k for k in range(-1, LEVELS + 1)]
-        stack = np.stack([-(s * s) * ndi.gaussian_laplace(img, s, mode="nearest")
-                          for s in sig])
-        peak = ndi.maximum_filter(stack, size=3, mode="nearest") == stack
-        peak &= stack >= min_response
-        peak[0] = peak[-1] = False
-        k, y, x = np.nonzero(peak)
-        if k.size:
-            a, b, c = stack[k - 1, y, x], stack[k, y, x], stack[k + 1, y, x]
-            den = a - 2.0 * b + c
-            off = np.where(den < 0, 0.5 * (a - c) / np.where(den < 0, den, -1.0), 0.0)
-            off = np.clip(off, -0.5, 0.5)
-            scale = 2.0 ** octave
-            s_base = np.asarray(sig)[k] * ratio ** off * scale
-            ys.append((y + 0.5) * scale - 0.5)
-            xs.append((x + 0.5) * scale - 0.5)
-            ss.append(s_base)
-            rs.append(b)
+        # maxima over (level, y, x) 3 x 3 x 3 neighbourhoods, three levels in memory at once
+        lev = [-(s * s) * ndi.gaussian_laplace(img, s, mode="nearest") for s in sig[:2]]
+        mx = [ndi.maximum_filter(a, size=3, mode="nearest") for a in lev]
+        for i in range(1, len(sig) - 1):
+            lev.append(-(sig[i + 1] ** 2) * ndi.gaussian_laplace(img, sig[i + 1], mode="nearest"))
+            mx.append(ndi.maximum_filter(lev[-1], size=3, mode="nearest"))
+            a, b, c = lev
+            peak = (b >= min_response) & (b == np.maximum(np.maximum(mx[0], mx[1]), mx[2]))
+            y, x = np.nonzero(peak)
+            if y.size:
+                a, b, c = a[y, x], b[y, x], c[y, x]
+                den = a - 2.0 * b + c
+                off = np.where(den < 0, 0.5 * (a - c) / np.where(den < 0, den, -1.0), 0.0)
+                off = np.clip(off, -0.5, 0.5)
+                scale = 2.0 ** octave
+                ys.append(((y + 0.5) * scale) / k_up - 0.5)
+                xs.append(((x + 0.5) * scale) / k_up - 0.5)
+                ss.append(sig[i] * ratio ** off * scale / k_up)
+                rs.append(b)
+                gs.append(np.full(y.size, scale / k_up))
+            lev.pop(0)
+            mx.pop(0)
         img = _downsample2(img)
         octave += 1
     if not ys:
-        return {key: np.zeros(0) for key in ("y", "x", "sigma", "response", "darkness")}
-    y, x, s, r = (np.concatenate(v) for v in (ys, xs, ss, rs))
+        return {key: np.zeros(0) for key in _KEYS}
+    y, x, s, r, g = (np.concatenate(v) for v in (ys, xs, ss, rs, gs))
     hh, ww = h.shape
     rad = math.sqrt(2.0) * s
     inside = (y - rad >= 0) & (x - rad >= 0) & (y + rad <= hh - 1) & (x + rad <= ww - 1)
@@ -224,11 +286,24 @@ def dark_blobs(h: np.ndarray, *, min_response: float = MIN_RESPONSE,
         iy = np.clip(np.rint(y).astype(int), 0, hh - 1)
         ix = np.clip(np.rint(x).astype(int), 0, ww - 1)
         inside &= np.asarray(valid, bool)[iy, ix]
-    y, x, s, r = y[inside], x[inside], s[inside], r[inside]
+    y, x, s, r, g = y[inside], x[inside], s[inside], r[inside], g[inside]
+    own = np.maximum(s * s - sampling_variance(g), (SIGMA_MIN_FRACTION * s) ** 2)
     keep = _suppress_overlaps(y, x, math.sqrt(2.0) * s, r)
-    y, x, s, r = y[keep], x[keep], s[keep], r[keep]
-    dark = _disk_means(img0, y, x, s)
-    return {"y": y, "x": x, "sigma": s, "response": r, "darkness": dark}
+    y, x, s, r, own = y[keep], x[keep], s[keep], r[keep], own[keep]
+    dark = _disk_means(img0, (y + 0.5) * k_up - 0.5, (x + 0.5) * k_up - 0.5, s * k_up)
+    return {"y": y, "x": x, "sigma": np.sqrt(own), "sigma_log": s, "response": r,
+            "contrast": r * (s * s) / own, "darkness": dark}
+
+
+def sampling_variance(grid: np.ndarray | float) -> np.ndarray:
+    """Variance (px² of the image) that sampling adds to the LoG scale of a blob.
+
+    ``APERTURE_VAR`` (each pixel of the image averages its own area) plus
+    ``GRID_VAR * grid**2`` (the LoG is evaluated on a grid of step ``grid`` px of
+    the image, the octave's, so a blob's centre lies up to half a step from the
+    nearest evaluation point).
+    """
+    return APERTURE_VAR + GRID_VAR * np.square(grid)
 
 
 def _disk_means(img: np.ndarray, y: np.ndarray, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -274,13 +349,13 @@ def _empty(reason: str, n_candidates: int = 0, n_nuclei: int = 0,
 
 def estimate_from_blobs(blobs: dict[str, np.ndarray]) -> PhysicalEstimate:
     """The estimate from nucleus blobs (:func:`nucleus_blobs`; pooled over regions)."""
-    r = np.asarray(blobs["response"], float)
+    r = np.asarray(blobs["contrast"], float)
     s = np.asarray(blobs["sigma"], float)
     n_cand = int(r.size)
     if n_cand < N_MIN:
         return _empty(f"too few nuclei: {n_cand} dark round blobs found, at least {N_MIN} are "
                       "needed (too little tissue, or no haematoxylin-stained nuclei)", n_cand)
-    top = np.argsort(-r, kind="stable")[:N_TOP]
+    top = _top(blobs)
     log_d = np.log(2.0 * math.sqrt(2.0) * s[top])
     med = float(np.median(log_d))
     diameter = math.exp(med)
@@ -307,7 +382,7 @@ def estimate_from_blobs(blobs: dict[str, np.ndarray]) -> PhysicalEstimate:
 
 
 def nucleus_blobs(rgb: np.ndarray, *, valid: np.ndarray | None = None,
-                  glass: int = 215) -> dict[str, np.ndarray]:
+                  glass: int = 215, upsample: int = 1) -> dict[str, np.ndarray]:
     """Blobs of one RGB region that are as dark as nuclei (see the module docstring).
 
     The haematoxylin channel (saturation-clipped, :data:`H_MAX`) goes through
@@ -323,6 +398,14 @@ def nucleus_blobs(rgb: np.ndarray, *, valid: np.ndarray | None = None,
         ``(y, x)`` bool: where blobs may be centred and which pixels count as tissue.
     glass : int
         Pixels brighter than this in every channel are glass.
+    upsample : int
+        Search the channel enlarged this many times (:func:`dark_blobs`; the caller
+        decides, :func:`needs_enlargement`, on the blobs of all its regions pooled).
+
+    Returns
+    -------
+    dict of str -> numpy.ndarray
+        As :func:`dark_blobs` (frame and pixels of ``rgb``).
     """
     from skimage.filters import threshold_otsu
 
@@ -335,20 +418,34 @@ def nucleus_blobs(rgb: np.ndarray, *, valid: np.ndarray | None = None,
     tissue = np.any(a <= glass, axis=-1)
     if valid is not None:
         tissue &= np.asarray(valid, bool)
-    blobs = dark_blobs(h, valid=valid)
     v = h[tissue]
     if v.size < 16 or float(v.max()) - float(v.min()) < 1e-3:
-        return {k: val[:0] for k, val in blobs.items()}
+        return {k: np.zeros(0) for k in _KEYS}
+    blobs = dark_blobs(h, valid=valid, upsample=upsample)
     keep = blobs["darkness"] >= threshold_otsu(v)
     return {k: val[keep] for k, val in blobs.items()}
 
 
+def needs_enlargement(blobs: dict[str, np.ndarray]) -> bool:
+    """Whether the nuclei are small enough (median diameter of the :data:`N_TOP` strongest
+    under :data:`UPSAMPLE_BELOW_PX`) to search again on the :data:`UPSAMPLE` times enlarged
+    channel; decided on all regions pooled, so every region is searched the same way."""
+    top = _top(blobs)
+    if top.size < N_MIN:
+        return False
+    return 2.0 * math.sqrt(2.0) * float(np.median(blobs["sigma"][top])) < UPSAMPLE_BELOW_PX
+
+
+def _top(blobs: dict[str, np.ndarray]) -> np.ndarray:
+    """Indices of the :data:`N_TOP` blobs of highest LoG response (ties: input order)."""
+    return np.argsort(-np.asarray(blobs["response"], float), kind="stable")[:N_TOP]
+
+
 def pool_blobs(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Concatenate the blobs of several regions (their coordinates stay per region)."""
-    keys = ("y", "x", "sigma", "response", "darkness")
     if not parts:
-        return {k: np.zeros(0) for k in keys}
-    return {k: np.concatenate([p[k] for p in parts]) for k in keys}
+        return {k: np.zeros(0) for k in _KEYS}
+    return {k: np.concatenate([p[k] for p in parts]) for k in _KEYS}
 
 
 def physical_estimate(rgb: np.ndarray, *, valid: np.ndarray | None = None) -> PhysicalEstimate:
@@ -367,7 +464,10 @@ def physical_estimate(rgb: np.ndarray, *, valid: np.ndarray | None = None) -> Ph
         ``mpp`` None with a ``reason`` when it cannot estimate; use
         :meth:`PhysicalEstimate.raise_if_empty` to turn that into an error.
     """
-    return estimate_from_blobs(nucleus_blobs(rgb, valid=valid))
+    blobs = nucleus_blobs(rgb, valid=valid)
+    if needs_enlargement(blobs):
+        blobs = nucleus_blobs(rgb, valid=valid, upsample=UPSAMPLE)
+    return estimate_from_blobs(blobs)
 
 
 __all__ = [
@@ -376,6 +476,7 @@ __all__ = [
     "PhysicalEstimate",
     "dark_blobs",
     "estimate_from_blobs",
+    "needs_enlargement",
     "nucleus_blobs",
     "physical_estimate",
     "pool_blobs",

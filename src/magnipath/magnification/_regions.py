@@ -24,8 +24,10 @@ import numpy as np
 
 from magnipath.magnification._core import MAGNIFICATIONS, PATCH, closest_magnification
 from magnipath.magnification._physical import (
+    UPSAMPLE,
     PhysicalEstimate,
     estimate_from_blobs,
+    needs_enlargement,
     nucleus_blobs,
     pool_blobs,
 )
@@ -87,13 +89,22 @@ def image_regions(img: np.ndarray) -> tuple[list[np.ndarray], list[tuple[int, in
 def physical_regions(regions: Sequence[np.ndarray], *,
                      progress: ProgressCallback | None = None,
                      cancel: CancelCallback | None = None) -> PhysicalEstimate:
-    """The physical estimate from the nuclei of all regions pooled."""
-    parts = []
-    for i, r in enumerate(regions):
-        check_cancel(cancel)
-        parts.append(nucleus_blobs(r))
-        report(progress, "magnification/nuclei", i + 1, len(regions))
-    return estimate_from_blobs(pool_blobs(parts))
+    """The physical estimate from the nuclei of all regions pooled.
+
+    When the pooled nuclei are small (:func:`~magnipath.magnification._physical.needs_enlargement`)
+    every region is searched again on its enlarged haematoxylin channel.
+    """
+    pooled = pool_blobs([])
+    for upsample in (1, UPSAMPLE):
+        parts = []
+        for i, r in enumerate(regions):
+            check_cancel(cancel)
+            parts.append(nucleus_blobs(r, upsample=upsample))
+            report(progress, "magnification/nuclei", i + 1, len(regions))
+        pooled = pool_blobs(parts)
+        if not needs_enlargement(pooled):
+            break
+    return estimate_from_blobs(pooled)
 
 
 def _patches(regions: Sequence[np.ndarray], origins: Sequence[tuple[int, int]], mode: str,
