@@ -200,3 +200,17 @@ def test_a_model_answer_is_combined_only_where_it_agrees():
     none = combine({}, physical_estimate(np.full((300, 300, 3), 236, np.uint8)), 20.0)
     assert none["method"] == "fusion" and none["magnification"] == 20.0
     assert "too few nuclei" in none["unchecked"]
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_coarse_answers_say_so_and_their_interval_holds_the_truth(name):
+    """At 5x (f = 0.25) the nuclei are ~2 px: the answer is not called high confidence and
+    its ~95 % interval holds the true scale (IHC reads 20 % off there); at f = 1 it is high."""
+    rgb, ref = _load(name)
+    e = physical_estimate(rescale(rgb, 0.25))
+    truth = REAL[name].mpp / 0.25
+    if e.ok and e.diameter_px < 3.0:
+        assert e.confidence in ("medium", "low"), (name, e.confidence, e.rel_error)
+    if e.ok:
+        assert e.mpp_interval[0] <= truth <= e.mpp_interval[1], (name, e.mpp_interval, truth)
+    assert ref.confidence == "high"
