@@ -11,7 +11,8 @@ partial annotations, last slide for validation) and trains the demo's DMMN-M3
 
 * ``none``: no stain augmentation (the training before issue 15: flips,
   rotations, colour jitter only);
-* ``hed``: plus the default HED-space stain augmentation;
+* ``hed``: plus the default stain augmentation (HED-space jitter and, since
+  2026-12-05, JPEG at quality 50-95 on half the samples);
 * ``hed+macenko``: plus Macenko re-staining with probability 0.5.
 
 Every model is run over every test look with and without ``--normalise-stain``
