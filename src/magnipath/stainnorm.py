@@ -163,8 +163,8 @@ def measure_reference(images: Iterable[np.ndarray], *, seed: int = 0,
     if vector_images is not None:
         try:
             vec = macenko_vectors(_stained(_pixels(vector_images), glass, rng), beta=BETA)
-        except StainError:
-            vec = None
+        except StainError:  # too little stain in the patches: read them on ``images``
+            pass
     if vec is None:
         vec, vector_mpp = macenko_vectors(rgb, beta=BETA), None
     conc = separate(rgb, vec).astype(np.float64)

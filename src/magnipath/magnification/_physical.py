@@ -51,6 +51,7 @@ is the physical size of those pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -475,10 +476,38 @@ def physical_estimate(rgb: np.ndarray, *, valid: np.ndarray | None = None) -> Ph
         ``mpp`` None with a ``reason`` when it cannot estimate; use
         :meth:`PhysicalEstimate.raise_if_empty` to turn that into an error.
     """
-    blobs = nucleus_blobs(rgb, valid=valid)
-    if needs_enlargement(blobs):
-        blobs = nucleus_blobs(rgb, valid=valid, upsample=UPSAMPLE)
-    return estimate_from_blobs(blobs)
+    return estimate_from_blobs(searched_blobs([rgb], valids=[valid]))
+
+
+def searched_blobs(regions: Sequence[np.ndarray], *,
+                   valids: Sequence[np.ndarray | None] | None = None,
+                   each: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+    """The nucleus blobs of all ``regions`` pooled, searched again on the enlarged channel
+    when the pooled nuclei are small (:func:`needs_enlargement`): the one place where that
+    decision is made, for a single image and for a slide's regions alike.
+
+    Parameters
+    ----------
+    regions : sequence of numpy.ndarray
+        ``(y, x, 3)`` uint8 RGB regions of one image (coordinates stay per region).
+    valids : sequence of numpy.ndarray or None, optional
+        Per region, where blobs may be centred (:func:`nucleus_blobs`).
+    each : callable, optional
+        Called as ``each(i, n)`` after region ``i`` (1-based) of ``n`` in every pass
+        (progress, cancellation).
+    """
+    valids = list(valids) if valids is not None else [None] * len(regions)
+    pooled = pool_blobs([])
+    for upsample in (1, UPSAMPLE):
+        parts = []
+        for i, (r, v) in enumerate(zip(regions, valids, strict=True)):
+            parts.append(nucleus_blobs(r, valid=v, upsample=upsample))
+            if each is not None:
+                each(i + 1, len(regions))
+        pooled = pool_blobs(parts)
+        if upsample != 1 or not needs_enlargement(pooled):
+            break
+    return pooled
 
 
 __all__ = [
@@ -491,4 +520,5 @@ __all__ = [
     "nucleus_blobs",
     "physical_estimate",
     "pool_blobs",
+    "searched_blobs",
 ]

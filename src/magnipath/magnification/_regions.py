@@ -24,12 +24,9 @@ import numpy as np
 
 from magnipath.magnification._core import MAGNIFICATIONS, PATCH, closest_magnification
 from magnipath.magnification._physical import (
-    UPSAMPLE,
     PhysicalEstimate,
     estimate_from_blobs,
-    needs_enlargement,
-    nucleus_blobs,
-    pool_blobs,
+    searched_blobs,
 )
 from magnipath.progress import CancelCallback, ProgressCallback, check_cancel, report
 
@@ -91,20 +88,15 @@ def physical_regions(regions: Sequence[np.ndarray], *,
                      cancel: CancelCallback | None = None) -> PhysicalEstimate:
     """The physical estimate from the nuclei of all regions pooled.
 
-    When the pooled nuclei are small (:func:`~magnipath.magnification._physical.needs_enlargement`)
-    every region is searched again on its enlarged haematoxylin channel.
+    When the pooled nuclei are small every region is searched again on its enlarged
+    haematoxylin channel (:func:`~magnipath.magnification._physical.searched_blobs`).
     """
-    pooled = pool_blobs([])
-    for upsample in (1, UPSAMPLE):
-        parts = []
-        for i, r in enumerate(regions):
-            check_cancel(cancel)
-            parts.append(nucleus_blobs(r, upsample=upsample))
-            report(progress, "magnification/nuclei", i + 1, len(regions))
-        pooled = pool_blobs(parts)
-        if not needs_enlargement(pooled):
-            break
-    return estimate_from_blobs(pooled)
+    def each(i: int, n: int) -> None:
+        report(progress, "magnification/nuclei", i, n)
+        check_cancel(cancel)
+
+    check_cancel(cancel)
+    return estimate_from_blobs(searched_blobs(regions, each=each))
 
 
 def _patches(regions: Sequence[np.ndarray], origins: Sequence[tuple[int, int]], mode: str,
