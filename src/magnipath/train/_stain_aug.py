@@ -38,8 +38,8 @@ DEFAULT_STAIN_AUGMENT: dict[str, float] = {"scale": 0.35, "shift": 0.03, "vector
                                            "macenko": 0.0, "jpeg": 50}
 """HED jitter: ``ln`` of the concentration factor in ``± scale``, offset in ``± shift`` OD,
 stain-vector components times ``exp(± vectors)``; Macenko re-staining probability; JPEG
-quality range ``jpeg..95`` for half the samples (Aperio-style scanners write quality
-70-90 by default; 50 leaves room for stronger compression)."""
+quality range ``jpeg..95`` for half the samples (50 is our choice: it spans the qualities of
+the ``synth --stain`` looks, 60-90, with room below)."""
 
 DEMO_STAIN_AUGMENT: dict[str, float] = {"scale": 0.15, "shift": 0.01, "vectors": 0.05,
                                         "macenko": 0.0}
